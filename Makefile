@@ -1,0 +1,45 @@
+# make lab | make run | make test -- each sets up .venv first if it is missing or stale.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Which TensorFlow: the CPU-only build (about a third of the download, no CUDA warnings) in CI
+# and on Linux without an NVIDIA GPU; the full `tensorflow` everywhere else (macOS, GPUs).
+# Override with `make test TF=tensorflow` or `make lab TF=tensorflow-cpu`.
+TF ?= $(shell if [ "$$(uname -s)" = Linux ] && { [ -n "$$CI" ] || ! command -v nvidia-smi >/dev/null 2>&1; }; \
+                then echo tensorflow-cpu; else echo tensorflow; fi)
+OTHER_TF := $(if $(filter tensorflow-cpu,$(TF)),tensorflow,tensorflow-cpu)
+STAMP := $(VENV)/.installed-$(TF)
+
+export KERAS_HOME := $(CURDIR)/.keras
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONHASHSEED := 0
+export MPLBACKEND ?= agg
+
+.PHONY: setup lab run test clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# the two TensorFlow builds share the `tensorflow` module: never keep both
+	@if [ -e $(VENV)/.installed-$(OTHER_TF) ]; then $(BIN)/python -m pip uninstall --yes --quiet $(OTHER_TF); fi
+	$(BIN)/python -m pip install --quiet -e ".[$(TF),test]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+lab: setup
+	env -u MPLBACKEND $(BIN)/jupyter lab notebooks/
+
+# Every notebook, top to bottom, in a fresh kernel; executed copies go to build/.
+run: setup
+	@mkdir -p build
+	$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1800 \
+		--output-dir build notebooks/[0-9]*.ipynb
+
+test: setup
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg tests notebooks
+
+clean:
+	rm -rf build .pytest_cache data/mini_flickr

@@ -1,0 +1,37 @@
+"""Helpers for the RNN-to-captioning course.
+
+Importing this package is cheap: it imports no TensorFlow. It quiets TensorFlow's C++
+logging and points Keras's cache (``KERAS_HOME``) into the project *before* any notebook
+imports TensorFlow, so those two lines must run first: ``import helpers`` at the top.
+"""
+import os
+import random
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if (PROJECT_ROOT / "pyproject.toml").exists():  # a checkout, not a site-packages install
+    os.environ.setdefault("KERAS_HOME", str(PROJECT_ROOT / ".keras"))
+
+__all__ = ["seed_everything", "PROJECT_ROOT"]
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy and TensorFlow, and make TF ops deterministic.
+
+    After this, rerunning the same cells gives the same numbers (on the same machine).
+    TensorFlow is imported here, not at package import.
+    """
+    import numpy as np
+
+    seed = int(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import tensorflow as tf
+    except ImportError:  # NumPy-only use of the helpers
+        return
+    tf.keras.utils.set_random_seed(seed)  # Python, NumPy, TF and Keras at once
+    tf.config.experimental.enable_op_determinism()

@@ -1,0 +1,66 @@
+"""helpers.metrics equals pycocoevalcap's Bleu(4) and Cider() on tokenised text."""
+import numpy as np
+import pytest
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+
+from helpers.metrics import bleu, cider
+from helpers.text import tokenize
+
+WORDS = "a the dog man red ball runs on grass in park with two small big".split()
+
+
+def random_corpus(seed, n_images=40):
+    rng = np.random.default_rng(seed)
+    def sentence():
+        return " ".join(rng.choice(WORDS, size=rng.integers(1, 12)))
+    refs = {i: [sentence() for _ in range(rng.integers(1, 6))] for i in range(n_images)}
+    hyps = {i: sentence() for i in range(n_images)}
+    return refs, hyps
+
+
+def coco(refs, hyps):
+    gts = {k: list(v) for k, v in refs.items()}
+    res = {k: [v] for k, v in hyps.items()}
+    b, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    c, _ = Cider().compute_score(gts, res)
+    return b, c
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_equal_to_pycocoevalcap_on_random_corpora(seed):
+    refs, hyps = random_corpus(seed)
+    b, c = coco(refs, hyps)
+    assert np.allclose(bleu(refs, hyps), b, rtol=0, atol=1e-9)
+    assert cider(refs, hyps) == pytest.approx(c, abs=1e-9)
+
+
+def test_equal_to_pycocoevalcap_on_real_captions(shared_data):
+    lines = (shared_data / "flickr30k" / "captions_karpathy.token").read_text().splitlines()[:1500]
+    refs = {}
+    for line in lines:
+        name, text = line.split("\t")
+        refs.setdefault(name.split("#")[0], []).append(" ".join(tokenize(text)))
+    hyps = {k: v[0] for k, v in refs.items()}  # leave-one-out: caption 0 against the other four
+    refs = {k: v[1:] for k, v in refs.items()}
+    b, c = coco(refs, hyps)
+    assert np.allclose(bleu(refs, hyps), b, rtol=0, atol=1e-9)
+    assert cider(refs, hyps) == pytest.approx(c, abs=1e-9)
+
+
+def test_perfect_and_empty_overlap():
+    refs = {1: ["a dog runs on grass"], 2: ["two men in a park"]}
+    assert bleu(refs, {1: "a dog runs on grass", 2: "two men in a park"}) == pytest.approx([1, 1, 1, 1])
+    assert bleu(refs, {1: "cat", 2: "cat"})[0] < 1e-6
+
+
+def test_punctuation_and_case_do_not_matter():
+    refs = {1: ["A dog runs on the grass."]}
+    assert bleu(refs, {1: "a dog runs on the grass"}) == pytest.approx([1, 1, 1, 1])
+
+
+def test_mismatched_keys_are_named():
+    with pytest.raises(ValueError, match="same keys"):
+        bleu({1: ["a"]}, {2: "a"})
+    with pytest.raises(ValueError, match="no reference captions for 1"):
+        bleu({1: []}, {1: "a"})

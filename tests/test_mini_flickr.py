@@ -1,0 +1,154 @@
+"""The embedded dataset: layout, determinism, atomic writing, and captions that tell the truth."""
+import json
+import re
+
+import numpy as np
+import pytest
+
+from helpers import data, mini_flickr
+from helpers.text import Vocabulary, tokenize
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_layout_loads_through_the_real_loader(mini_root):
+    assert {p.name for p in mini_root.iterdir()} >= {
+        "flickr30k_images", "results.csv", "dataset_flickr30k.json", "boxes.json", "scenes.json", "mini_flickr.json"}
+    df = data.load_flickr30k(mini_root)
+    assert len(df) == 600 and df.image.nunique() == 120
+    assert df.groupby("image").split.first().value_counts().to_dict() == {"train": 102, "val": 9, "test": 9}
+    image = data.load_image(df.path[0])
+    assert image.shape == (96, 96, 3) and image.std() > 10
+    # results.csv (Kaggle's format) says the same as the Karpathy JSON
+    rows = (mini_root / "results.csv").read_text().splitlines()
+    assert rows[0] == "image_name| comment_number| comment"
+    assert rows[1] == f"{df.image[0]}| 0| {df.caption[0]}"
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    a = _files(mini_flickr.make_mini_flickr(tmp_path / "a", n_images=25, seed=7))
+    b = _files(mini_flickr.make_mini_flickr(tmp_path / "b", n_images=25, seed=7))
+    c = _files(mini_flickr.make_mini_flickr(tmp_path / "c", n_images=25, seed=8))
+    assert a == b
+    assert a.keys() == c.keys() and a["results.csv"] != c["results.csv"]
+
+
+def test_five_different_captions_and_a_rich_grammar(tmp_path):
+    root = mini_flickr.make_mini_flickr(tmp_path / "m", n_images=400, seed=0)
+    df = data.load_flickr30k(root)
+    per_image = df.groupby("image").caption.agg(list)
+    assert all(len(set(c)) == 5 for c in per_image)
+    assert len(Vocabulary(df.caption)) - 4 >= 50
+    drawn = json.loads((root / "scenes.json").read_text())["scenes"].values()
+    objects = [o for s in drawn for o in s["objects"]]
+    assert len({o["kind"] for o in objects}) >= 6 and len({o["colour"] for o in objects}) >= 6
+    assert {o["size"] for o in objects} == {"small", "large"}
+    assert {len(s["objects"]) for s in drawn} == {1, 2, 3}
+    assert len({s["background"] for s in drawn}) == 4
+    # mostly left to right, but not always
+    boxes = json.loads((root / "boxes.json").read_text())
+    scenes = json.loads((root / "scenes.json").read_text())["scenes"]
+    in_order = []
+    for name, caps in per_image.items():
+        if scenes[name]["axis"] == "row" and len(scenes[name]["objects"]) > 1:
+            for cap in caps:
+                lefts = [box[0] for box in _noun_positions(cap, boxes[name])[1]]
+                in_order.append(lefts == sorted(lefts))
+    assert 0.7 < np.mean(in_order) < 0.97
+    frames = df.caption.str.extract(r"^(There is|A picture of|An image of|A drawing of)")[0].notna().mean()
+    assert 0.1 < frames < 0.4
+
+
+def _noun_positions(caption, boxes):
+    words = tokenize(caption)
+    found = []
+    for entry in boxes:
+        if entry["word"] in words:
+            found.append((words.index(entry["word"]), entry["box"]))
+    return words, [box for _, box in sorted(found)]
+
+
+def test_boxes_and_relations_match_the_pictures(mini_root):
+    boxes = json.loads((mini_root / "boxes.json").read_text())
+    df = data.load_flickr30k(mini_root)
+    checked = 0
+    for name, caps in df.groupby("image").caption:
+        entries = boxes[name]
+        for e in entries:
+            x0, y0, x1, y1 = e["box"]
+            assert 0 <= x0 < x1 <= 96 and 0 <= y0 < y1 <= 96
+        for cap in caps:
+            words, ordered = _noun_positions(cap, entries)
+            nouns = {e["word"] for e in entries}
+            assert nouns & set(words), (name, cap)
+            if len(ordered) < 2:
+                continue
+            text = " ".join(words)
+            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = ordered[0], ordered[1]
+            # the relation after the first object phrase is about the first two objects named
+            if re.search(r"\b(to the left of|left of)\b", text) and "three" not in text:
+                assert ax1 <= bx0, (name, cap); checked += 1
+            elif re.search(r"\b(to the right of|right of)\b", text):
+                assert bx1 <= ax0, (name, cap); checked += 1
+            elif re.search(r"\b(above|over|on top of)\b", text):
+                assert ay1 <= by0, (name, cap); checked += 1
+            elif re.search(r"\b(below|under|beneath)\b", text):
+                assert by1 <= ay0, (name, cap); checked += 1
+    assert checked > 100
+
+
+def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    root = tmp_path / "mini"
+    real_draw = mini_flickr._draw_scene
+    calls = []
+
+    def dying(rng):
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt
+        return real_draw(rng)
+
+    monkeypatch.setattr(mini_flickr, "_draw_scene", dying)
+    with pytest.raises(KeyboardInterrupt):
+        mini_flickr.make_mini_flickr(root, n_images=20)
+    assert not root.exists()
+    monkeypatch.setattr(mini_flickr, "_draw_scene", real_draw)
+    mini_flickr.make_mini_flickr(root, n_images=20)  # cleans up the dead run's folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mini"]
+    before = _files(root)
+
+    # a crash while replacing it with other arguments keeps the complete old one
+    calls.clear()
+    monkeypatch.setattr(mini_flickr, "_draw_scene", dying)
+    with pytest.raises(KeyboardInterrupt):
+        mini_flickr.make_mini_flickr(root, n_images=30)
+    assert _files(root) == before
+
+
+def test_reuses_a_complete_dataset(tmp_path):
+    root = mini_flickr.make_mini_flickr(tmp_path / "m", n_images=10)
+    stamp = (root / "results.csv").stat().st_mtime_ns
+    assert mini_flickr.make_mini_flickr(tmp_path / "m", n_images=10) == root
+    assert (root / "results.csv").stat().st_mtime_ns == stamp
+    mini_flickr.make_mini_flickr(tmp_path / "m", n_images=12)
+    assert len(list((root / "flickr30k_images").iterdir())) == 12
+    with pytest.raises(ValueError, match="n_images must be at least 1"):
+        mini_flickr.make_mini_flickr(tmp_path / "z", n_images=0)
+
+
+def test_ceiling_is_high_for_the_same_image_and_low_for_another(tmp_path):
+    from helpers.metrics import bleu
+
+    root = mini_flickr.make_mini_flickr(tmp_path / "m", n_images=800, seed=0)
+    ceiling = mini_flickr.caption_ceiling(root)
+    assert ceiling["bleu4"] > 0.6 and ceiling["bleu1"] > ceiling["bleu4"]
+    # the same sixth captions scored against the wrong images' references
+    meta = json.loads((root / "scenes.json").read_text())
+    test = [e for e in json.loads((root / "dataset_flickr30k.json").read_text())["images"] if e["split"] == "test"]
+    refs = {e["filename"]: [s["raw"] for s in e["sentences"]] for e in test}
+    names = list(refs)
+    shuffled = {n: mini_flickr.make_caption(meta["scenes"][names[i - 1]], np.random.default_rng(i))[0]
+                for i, n in enumerate(names)}
+    assert bleu(refs, shuffled)[3] < ceiling["bleu4"] - 0.2
