@@ -13,7 +13,7 @@ OTHER_TF := $(if $(filter tensorflow-cpu,$(TF)),tensorflow,tensorflow-cpu)
 STAMP := $(VENV)/.installed-$(TF)
 
 export KERAS_HOME := $(CURDIR)/.keras
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 export MPLBACKEND ?= agg
 
@@ -39,7 +39,7 @@ run: setup
 		--output-dir build notebooks/[0-9]*.ipynb
 
 test: setup
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg tests notebooks
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
 clean:
 	rm -rf build .pytest_cache data/mini_flickr

@@ -35,6 +35,7 @@ __all__ = [
     "AnnotationError",
     "AnnotationWarning",
     "load_flickr30k",
+    "read_captions",
     "load_image",
     "make_mini_flickr",
     "caption_ceiling",
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 DATA_DIR = PROJECT_ROOT / "data"
+SHIPPED_CAPTIONS = DATA_DIR / "captions" / "flickr30k_karpathy_test.token"  # real, 5,000 captions
 SHIPPED_SPLITS = DATA_DIR / "karpathy_split"
 MINI_FLICKR_DIR = DATA_DIR / "mini_flickr"
 
@@ -379,6 +381,23 @@ def load_flickr30k(root):
     df["path"] = str(images_dir) + os.sep + df["image"]
     df.attrs.update(annotations=str(ann_path), images_dir=str(images_dir))
     return df[COLUMNS]
+
+
+def read_captions(path):
+    """Captions from one annotation file, no images needed: a DataFrame with columns
+    ``image``, ``caption_id``, ``caption`` (and ``split`` for a Karpathy JSON).
+
+    The format follows the name: ``*.json`` Karpathy's, ``*.csv`` Kaggle's
+    ``results.csv``, anything else the ``.token`` format. Same checks and repairs as
+    ``load_flickr30k``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"caption file {path} does not exist")
+    if path.suffix == ".json":
+        return pd.DataFrame(_parse_karpathy_json(path), columns=["image", "caption_id", "caption", "split"])
+    rows = (_parse_results_csv if path.suffix == ".csv" else _parse_token_file)(path)
+    return pd.DataFrame(rows, columns=["image", "caption_id", "caption", "line"]).drop(columns="line")
 
 
 def load_image(path, size=None):

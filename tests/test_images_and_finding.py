@@ -87,3 +87,20 @@ def test_cli_verify_and_clear_error(mini_root, tmp_path):
 def test_cli_ceiling(mini_root):
     out = _cli("ceiling", mini_root)
     assert out.returncode == 0 and "BLEU4" in out.stdout
+
+
+def test_read_captions_needs_no_images(tmp_path):
+    (tmp_path / "caps.token").write_text("1.jpg#0\tA dog &amp; a cat .\n1.jpg#1\tTwo pets .\n")
+    (tmp_path / "caps.csv").write_text("image_name| comment_number| comment\n1.jpg| 0| A dog .\n")
+    with pytest.warns(data.AnnotationWarning, match="caps.token, line 1: HTML entity"):
+        df = data.read_captions(tmp_path / "caps.token")
+    assert df.caption.tolist() == ["A dog & a cat .", "Two pets ."] and list(df.columns) == ["image", "caption_id", "caption"]
+    assert data.read_captions(tmp_path / "caps.csv").caption.tolist() == ["A dog ."]
+    with pytest.raises(FileNotFoundError, match="caption file .*nope.token does not exist"):
+        data.read_captions(tmp_path / "nope.token")
+
+
+def test_shipped_captions_are_the_karpathy_test_split():
+    df = data.read_captions(data.SHIPPED_CAPTIONS)
+    test_images = set((data.SHIPPED_SPLITS / "test_images.txt").read_text().split())
+    assert len(df) == 5000 and set(df.image) == test_images

@@ -1,0 +1,26 @@
+import matplotlib
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
+
+from helpers.viz import draw_unrolled_rnn, plot_loss_curves  # noqa: E402
+
+
+def test_unrolled_rnn_draws_a_cell_per_step():
+    for steps in (2, 5):
+        ax = draw_unrolled_rnn(steps)
+        boxes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+        arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+        assert len(boxes) == 3 + 1 + 3 * steps  # folded cell, h0, then x_t, cell, h_t per step
+        assert len(arrows) == 3 + 3 * steps
+        labels = {t.get_text() for t in ax.texts}
+        assert f"$h_{steps}$" in labels and f"$x_{steps + 1}$" not in labels
+        plt.close("all")
+
+
+def test_loss_curves_plot_every_series_and_baseline():
+    ax = plot_loss_curves({"train": [3, 2, 1], "val": [3.1, 2.2, 1.5]}, baselines={"unigram": 2.9})
+    assert [l.get_label() for l in ax.get_lines()] == ["train", "val", "unigram"]
+    assert list(ax.get_lines()[0].get_ydata()) == [3, 2, 1]
+    plt.close("all")
