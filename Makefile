@@ -15,7 +15,6 @@ STAMP := $(VENV)/.installed-$(TF)
 export KERAS_HOME := $(CURDIR)/.keras
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
-export MPLBACKEND ?= agg
 
 .PHONY: setup lab run test clean
 setup: $(STAMP)
@@ -30,7 +29,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 lab: setup
-	env -u MPLBACKEND $(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/
 
 # Every notebook, top to bottom, in a fresh kernel; executed copies go to build/.
 run: setup
