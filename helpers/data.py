@@ -84,7 +84,9 @@ class _Repairs:
     """Collects repaired defects of one file, to warn once per kind of defect."""
 
     def __init__(self, path):
-        self.path = path
+        path = Path(path).absolute()
+        # files shipped with the course are named relative to it: no machine's paths in outputs
+        self.path = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
         self.seen = {}  # what -> [first line, count]
 
     def note(self, what, where):
