@@ -63,3 +63,87 @@ def plot_loss_curves(history, ax=None, baselines=None, ylabel="loss"):
     ax.grid(alpha=0.3)
     ax.legend()
     return ax
+
+
+def _op(ax, x, y, symbol, color="#ffffff"):
+    ax.add_patch(plt.Circle((x, y), 0.22, fc=color, ec="black", lw=1.2, zorder=3))
+    ax.text(x, y, symbol, ha="center", va="center", fontsize=12 if len(symbol) == 1 else 7, zorder=4)
+
+
+def _line(ax, points, color="black", arrow=True):
+    xs, ys = zip(*points)
+    ax.plot(xs[:-1] + (xs[-1],), ys, color=color, lw=1.4, zorder=1)
+    if arrow:
+        _arrow(ax, points[-2], points[-1], color=color)
+
+
+def _canvas(ax, title):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4.6))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0.2, 6)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title, fontsize=11)
+    return ax
+
+
+def draw_lstm_cell(ax=None):
+    """Schematic LSTM cell: the cell-state highway on top, the four gates below.
+
+    Gate colours follow Keras's order i, f, c (candidate g), o. Returns the axes.
+    """
+    ax = _canvas(ax, r"LSTM:  $c_t = f \odot c_{t-1} + i \odot g, \quad h_t = o \odot \tanh(c_t)$")
+    gates = {"f": (2.6, "σ", "#f4cccc"), "i": (4.2, "σ", "#d9ead3"), "g": (5.4, "tanh", "#fff2cc"), "o": (7.0, "σ", "#cfe2f3")}
+    _line(ax, [(0.4, 1.0), (7.0, 1.0)], arrow=False)  # [h_{t-1}, x_t] feeds every gate
+    ax.text(0.4, 0.55, "$h_{t-1}$, $x_t$", fontsize=11)
+    for name, (x, act, color) in gates.items():
+        _arrow(ax, (x, 1.0), (x, 1.75))
+        _box(ax, x, 2.0, f"{name}: {act}", color, w=0.95, h=0.45)
+    _line(ax, [(0.4, 5.0), (2.38, 5.0)])  # the cell-state highway
+    ax.text(0.4, 5.25, "$c_{t-1}$", fontsize=11)
+    _op(ax, 2.6, 5.0, "×")
+    _line(ax, [(2.6, 2.25), (2.6, 4.78)])
+    _line(ax, [(2.82, 5.0), (4.58, 5.0)])
+    _op(ax, 4.8, 3.6, "×")
+    _line(ax, [(4.2, 2.25), (4.2, 3.6), (4.58, 3.6)])
+    _line(ax, [(5.4, 2.25), (5.4, 3.6), (5.02, 3.6)])
+    _op(ax, 4.8, 5.0, "+")
+    _line(ax, [(4.8, 3.82), (4.8, 4.78)])
+    _line(ax, [(5.02, 5.0), (9.6, 5.0)])
+    ax.text(9.1, 5.25, "$c_t$", fontsize=11)
+    _op(ax, 7.8, 4.2, "tanh", "#fff2cc")
+    _line(ax, [(7.8, 5.0), (7.8, 4.42)])
+    _op(ax, 7.8, 3.2, "×")
+    _line(ax, [(7.8, 3.98), (7.8, 3.42)])
+    _line(ax, [(7.0, 2.25), (7.0, 3.2), (7.58, 3.2)])
+    _line(ax, [(8.02, 3.2), (9.6, 3.2)])
+    ax.text(9.1, 3.45, "$h_t$", fontsize=11)
+    return ax
+
+
+def draw_gru_cell(ax=None):
+    """Schematic GRU cell (Keras ``reset_after=True``): z, r, candidate h~. Returns the axes."""
+    ax = _canvas(ax, r"GRU:  $h_t = z \odot h_{t-1} + (1 - z) \odot \tilde h, \quad \tilde h = \tanh(x W + r \odot (h_{t-1} U))$")
+    gates = {"z": (2.8, "σ", "#f4cccc"), "r": (4.4, "σ", "#d9ead3"), "h̃": (6.2, "tanh", "#fff2cc")}
+    _line(ax, [(0.4, 1.0), (6.2, 1.0)], arrow=False)
+    ax.text(0.4, 0.55, "$h_{t-1}$, $x_t$", fontsize=11)
+    for name, (x, act, color) in gates.items():
+        _arrow(ax, (x, 1.0), (x, 1.75))
+        _box(ax, x, 2.0, f"{name}: {act}", color, w=0.95, h=0.45)
+    _line(ax, [(4.4, 2.25), (4.4, 2.7), (5.72, 2.7), (5.72, 2.2)])  # r acts inside the candidate
+    ax.text(4.55, 2.8, "r ⊙ (h U)", fontsize=9)
+    _line(ax, [(0.4, 5.0), (2.58, 5.0)])
+    ax.text(0.4, 5.25, "$h_{t-1}$", fontsize=11)
+    _op(ax, 2.8, 5.0, "×")
+    _line(ax, [(2.8, 2.25), (2.8, 4.78)])
+    _op(ax, 6.2, 3.8, "×")
+    _line(ax, [(2.8, 3.3), (5.2, 3.3), (5.2, 3.8), (5.98, 3.8)])
+    ax.text(3.4, 3.42, "1 − z", fontsize=10)
+    _line(ax, [(6.2, 2.25), (6.2, 3.58)])
+    _op(ax, 6.2, 5.0, "+")
+    _line(ax, [(3.02, 5.0), (5.98, 5.0)])
+    _line(ax, [(6.2, 4.02), (6.2, 4.78)])
+    _line(ax, [(6.42, 5.0), (9.6, 5.0)])
+    ax.text(9.1, 5.25, "$h_t$", fontsize=11)
+    return ax

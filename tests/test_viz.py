@@ -24,3 +24,14 @@ def test_loss_curves_plot_every_series_and_baseline():
     assert [l.get_label() for l in ax.get_lines()] == ["train", "val", "unigram"]
     assert list(ax.get_lines()[0].get_ydata()) == [3, 2, 1]
     plt.close("all")
+
+
+def test_cell_diagrams_show_every_gate():
+    from helpers.viz import draw_gru_cell, draw_lstm_cell
+
+    for draw, gates in ((draw_lstm_cell, ["f: σ", "i: σ", "g: tanh", "o: σ"]), (draw_gru_cell, ["z: σ", "r: σ", "h̃: tanh"])):
+        ax = draw()
+        labels = [t.get_text() for t in ax.texts]
+        assert all(g in labels for g in gates), labels
+        assert "$h_t$" in labels
+        plt.close("all")
