@@ -333,6 +333,26 @@ def deterministic_split(images):
 # ----------------------------------------------------------------------------- public API
 
 
+def _captions_frame(kind, path):
+    """Parse one annotation file of ``kind`` ('json', 'token' or 'csv') into a DataFrame:
+    image, caption_id, caption (and split, from a Karpathy JSON)."""
+    if kind == "json":
+        df = pd.DataFrame(_parse_karpathy_json(path), columns=["image", "caption_id", "caption", "split"])
+    else:
+        rows = (_parse_token_file if kind == "token" else _parse_results_csv)(path)
+        df = pd.DataFrame(rows, columns=["image", "caption_id", "caption", "line"])
+        dup = df.duplicated(["image", "caption_id"], keep=False)
+        if dup.any():
+            first = df[dup].iloc[0]
+            lines = df.loc[dup & (df.image == first.image) & (df.caption_id == first.caption_id), "line"].tolist()
+            raise AnnotationError(
+                f"{path}, lines {', '.join(map(str, lines))}: caption {first.caption_id} of {first.image} appears more than once"
+            )
+        df = df.drop(columns="line")
+    df["caption_id"] = df["caption_id"].astype(int)
+    return df
+
+
 def load_flickr30k(root):
     """Read a Flickr30k-style dataset into a DataFrame, one row per caption.
 
@@ -356,19 +376,8 @@ def load_flickr30k(root):
     images_dir = _find_images_dir(root)
     kind, ann_path = _find_annotations(root, images_dir)
 
-    if kind == "json":
-        rows = _parse_karpathy_json(ann_path)
-        df = pd.DataFrame(rows, columns=["image", "caption_id", "caption", "split"])
-    else:
-        rows = (_parse_token_file if kind == "token" else _parse_results_csv)(ann_path)
-        df = pd.DataFrame(rows, columns=["image", "caption_id", "caption", "line"])
-        dup = df.duplicated(["image", "caption_id"], keep=False)
-        if dup.any():
-            first = df[dup].iloc[0]
-            lines = df.loc[dup & (df.image == first.image) & (df.caption_id == first.caption_id), "line"].tolist()
-            raise AnnotationError(
-                f"{ann_path}, lines {', '.join(map(str, lines))}: caption {first.caption_id} of {first.image} appears more than once"
-            )
+    df = _captions_frame(kind, ann_path)
+    if "split" not in df:
         images = df["image"].unique().tolist()
         lists = _split_lists_beside(ann_path.parent)
         assigned = _assign_from_lists(images, lists) if lists else {}
@@ -377,9 +386,7 @@ def load_flickr30k(root):
             assigned = _assign_from_lists(images, shipped)
         assigned.update(deterministic_split([n for n in images if n not in assigned]))
         df["split"] = df["image"].map(assigned)
-        df = df.drop(columns="line")
 
-    df["caption_id"] = df["caption_id"].astype(int)
     df["path"] = str(images_dir) + os.sep + df["image"]
     df.attrs.update(annotations=str(ann_path), images_dir=str(images_dir))
     return df[COLUMNS]
@@ -396,10 +403,7 @@ def read_captions(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"caption file {path} does not exist")
-    if path.suffix == ".json":
-        return pd.DataFrame(_parse_karpathy_json(path), columns=["image", "caption_id", "caption", "split"])
-    rows = (_parse_results_csv if path.suffix == ".csv" else _parse_token_file)(path)
-    return pd.DataFrame(rows, columns=["image", "caption_id", "caption", "line"]).drop(columns="line")
+    return _captions_frame({".json": "json", ".csv": "csv"}.get(path.suffix, "token"), path)
 
 
 def load_image(path, size=None):

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .text import tokenize
+
 IMAGE_SIZE = 96
 DEFAULT_N_IMAGES = 4000
 HELD_OUT_FRACTION = 0.075  # of the images, for each of val and test
@@ -356,7 +358,7 @@ def make_mini_flickr(root, n_images=DEFAULT_N_IMAGES, seed=0, progress=None):
         (tmp / "flickr30k_images" / name).write_bytes(jpeg.tobytes())
         csv_lines += [f"{name}| {k}| {c}" for k, c in enumerate(captions)]
         sentences = [
-            {"tokens": _tokens(c), "raw": c, "imgid": i, "sentid": 5 * i + k} for k, c in enumerate(captions)
+            {"tokens": tokenize(c), "raw": c, "imgid": i, "sentid": 5 * i + k} for k, c in enumerate(captions)
         ]
         karpathy.append(
             {"filename": name, "imgid": i, "split": _split_of(i, n_images), "sentids": [5 * i + k for k in range(5)],
@@ -378,12 +380,6 @@ def make_mini_flickr(root, n_images=DEFAULT_N_IMAGES, seed=0, progress=None):
     else:
         os.rename(tmp, root)
     return root
-
-
-def _tokens(caption):
-    from .text import tokenize
-
-    return tokenize(caption)
 
 
 def caption_ceiling(root, split="test"):
