@@ -1,0 +1,204 @@
+"""Image encoders and an on-disk feature cache.
+
+``build_encoder(name)`` gives a Keras model that takes RGB images with values 0-255,
+shape (B, S, S, 3), does its own preprocessing, and returns one feature vector per image
+(B, F), or the last convolutional map (B, H', W', F) with ``spatial=True`` (for attention).
+
+``extract_features(encoder, paths)`` runs it over image files through ``tf.data`` with a
+progress bar, caching the results on disk in shards. Each shard is written to a temporary
+file and renamed into place, so a run killed at any moment (even ``kill -9``) leaves only
+complete shards; the next run loads those and computes the rest.
+"""
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import PROJECT_ROOT
+
+DEFAULT_CACHE_DIR = PROJECT_ROOT / "data" / "cache" / "features"
+
+# name: (keras.applications constructor, its preprocess_input module or None if built in, default size)
+APPLICATIONS = {
+    "mobilenet_v3_small": ("MobileNetV3Small", None, 224),
+    "resnet50": ("ResNet50", "resnet50", 224),
+    "efficientnet_b0": ("EfficientNetB0", None, 224),
+    "vgg16": ("VGG16", "vgg16", 224),  # the 4,096-d fc2 layer, as in the "Show and Tell" tutorials
+}
+ENCODERS = (*APPLICATIONS, "small_cnn")
+
+
+class EncoderUnavailableError(RuntimeError):
+    """Pretrained weights could not be had (offline, or a failed download)."""
+
+
+def small_cnn(input_size=96, width=32, name="small_cnn"):
+    """A small from-scratch CNN: four stride-2 conv blocks with batch normalisation.
+
+    (B, S, S, 3) in 0-255 -> the map (B, S/16, S/16, 4 * width). Needs no download; the
+    captioner trains it together with the decoder.
+    """
+    import keras
+
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    for i, filters in enumerate([width, width * 2, width * 4, width * 4]):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def build_encoder(name, weights="imagenet", input_size=None, spatial=False):
+    """A Keras encoder model by name (see ``ENCODERS``).
+
+    name: 'mobilenet_v3_small', 'resnet50', 'efficientnet_b0', 'vgg16' (keras.applications,
+    with their own preprocessing) or 'small_cnn' (from scratch, no download).
+    weights: 'imagenet', None (random initialisation), or a path to a weights file.
+    input_size: side S of the square input; defaults to 224 (96 for small_cnn).
+    spatial: return the last convolutional map (B, H', W', F) instead of the pooled (B, F).
+    The model's ``course_key`` attribute identifies encoder, weights and options for caches.
+
+    Raises ``EncoderUnavailableError`` in one sentence when ImageNet weights cannot be
+    downloaded, and ``ValueError`` for an unknown name or an impossible combination.
+    """
+    import keras
+
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    if name == "vgg16" and spatial:
+        raise ValueError("vgg16 gives the 4,096-d fc2 vector; for a spatial map use resnet50, efficientnet_b0 or mobilenet_v3_small")
+    if name == "small_cnn":
+        backbone = small_cnn(input_size or 96)
+        if weights not in (None, "imagenet"):
+            backbone.load_weights(weights)
+        out = backbone.output if spatial else keras.layers.GlobalAveragePooling2D()(backbone.output)
+        model = keras.Model(backbone.input, out, name="small_cnn_encoder")
+    else:
+        constructor, preprocess_module, default_size = APPLICATIONS[name]
+        size = input_size or default_size
+        if name == "vgg16" and size != 224:
+            raise ValueError("vgg16's fc2 layer needs 224 x 224 inputs")
+        try:
+            backbone = getattr(keras.applications, constructor)(
+                input_shape=(size, size, 3),
+                weights=None if weights is None else "imagenet",
+                include_top=name == "vgg16",  # fc2 sits in VGG's top
+            )
+        except Exception as err:  # keras raises a bare Exception when the download fails
+            raise EncoderUnavailableError(
+                f"could not get the ImageNet weights of {name} ({str(err).splitlines()[0][:120]}); "
+                f"connect to the internet once, or use build_encoder('small_cnn'), which needs no download"
+            ) from None
+        if weights not in (None, "imagenet"):
+            backbone.load_weights(weights)
+        inputs = keras.Input((size, size, 3), name="image")
+        x = inputs
+        if preprocess_module:
+            x = getattr(keras.applications, preprocess_module).preprocess_input(x)
+        if name == "vgg16":
+            features = keras.Model(backbone.input, backbone.get_layer("fc2").output)(x)
+        else:
+            features = backbone(x)
+            if not spatial:
+                features = keras.layers.GlobalAveragePooling2D()(features)
+        model = keras.Model(inputs, features, name=f"{name}_encoder")
+    model.course_key = _model_key(name, model, spatial)
+    return model
+
+
+def _model_key(name, model, spatial):
+    digest = hashlib.sha1()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    size = model.input_shape[1]
+    return f"{name}-{size}px-{'spatial' if spatial else 'pooled'}-{digest.hexdigest()[:12]}"
+
+
+def _image_key(path):
+    st = os.stat(path)
+    return f"{Path(path).name}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _decode(path, size):
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32), (size, size), antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def _compute(encoder, paths, batch_size, size, bar):
+    import tensorflow as tf
+
+    data = (
+        tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+        .map(lambda p: _decode(p, size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    out = []
+    try:
+        for batch in data:
+            out.append(np.asarray(encoder(batch, training=False)))
+            bar.update(len(batch))
+    except tf.errors.InvalidArgumentError:
+        from .data import load_image
+
+        for p in paths:  # find the bad file and say which: never a bare TF traceback
+            load_image(p)
+        raise
+    return np.concatenate(out).astype(np.float32)
+
+
+def extract_features(encoder, paths, cache_dir=DEFAULT_CACHE_DIR, batch_size=32, shard_size=256, progress=True):
+    """Features of the images at ``paths`` (in that order) as a float32 array (N, ...).
+
+    encoder: a model from ``build_encoder`` (any Keras model taking (B, S, S, 3) in 0-255
+    works; give it a ``course_key`` attribute to share its cache between sessions).
+    cache_dir: where shards go (None: no cache). A shard is keyed by the encoder's key and
+    the name, size and modification time of each of its images, so a changed image or
+    encoder never reuses stale features.
+    A missing, empty or corrupt image raises ``ValueError`` naming it.
+    """
+    from tqdm.auto import tqdm
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("no image paths given")
+    for p in paths:
+        if not os.path.isfile(p):
+            raise ValueError(f"image file {p} does not exist")
+    size = int(encoder.input_shape[1])
+    key = getattr(encoder, "course_key", None) or _model_key(encoder.name, encoder, len(encoder.output_shape) == 4)
+    folder = Path(cache_dir) / key if cache_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+
+    chunks = [paths[i : i + shard_size] for i in range(0, len(paths), shard_size)]
+    results = [None] * len(chunks)
+    bar = tqdm(total=len(paths), desc=f"Features ({key.split('-')[0]})", unit="img", disable=not progress)
+    for i, chunk in enumerate(chunks):
+        shard = None
+        if folder is not None:
+            digest = hashlib.sha1("\n".join(_image_key(p) for p in chunk).encode()).hexdigest()[:20]
+            shard = folder / f"{digest}.npy"
+            if shard.exists():
+                try:
+                    results[i] = np.load(shard)
+                    bar.update(len(chunk))
+                    continue
+                except (ValueError, OSError, EOFError):
+                    warnings.warn(f"feature cache shard {shard} is unreadable; computing it again")
+        results[i] = _compute(encoder, chunk, batch_size, size, bar)
+        if shard is not None:
+            tmp = shard.with_name(f".{shard.name}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as f:
+                np.save(f, results[i])
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, shard)  # atomic: the shard is complete or absent
+    bar.close()
+    return np.concatenate(results)

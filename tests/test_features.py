@@ -1,0 +1,147 @@
+"""helpers.features: encoders without downloads, and the atomic, resumable feature cache."""
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+from helpers import PROJECT_ROOT, features
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from helpers import seed_everything
+
+    seed_everything(0)
+    return features.build_encoder("small_cnn", weights=None, input_size=32)
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(11):
+        path = tmp_path / f"img{i:02d}.jpg"
+        cv2.imwrite(str(path), rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def expected(encoder, paths):
+    import tensorflow as tf
+
+    batch = np.stack([features._decode(str(p), 32).numpy() for p in paths])
+    return np.asarray(encoder(tf.constant(batch), training=False))
+
+
+@pytest.mark.parametrize("name,size,shape", [
+    ("mobilenet_v3_small", 64, (576,)), ("resnet50", 64, (2048,)), ("efficientnet_b0", 64, (1280,)),
+    ("small_cnn", 96, (128,))])
+def test_encoders_build_without_downloading(name, size, shape):
+    model = features.build_encoder(name, weights=None, input_size=size)
+    out = model(np.zeros((2, size, size, 3), np.float32))
+    assert tuple(out.shape) == (2, *shape)
+    assert model.course_key.startswith(f"{name}-{size}px-pooled-")
+    if name != "small_cnn":
+        spatial = features.build_encoder(name, weights=None, input_size=size, spatial=True)
+        assert len(spatial.output_shape) == 4 and spatial.output_shape[-1] == shape[0]
+
+
+def test_offline_download_gets_one_clear_sentence(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example.invalid/weights.h5: None -- [Errno -3] name resolution")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(features.EncoderUnavailableError) as err:
+        features.build_encoder("mobilenet_v3_small", input_size=64)
+    message = str(err.value)
+    assert "could not get the ImageNet weights of mobilenet_v3_small" in message and "small_cnn" in message
+    assert "\n" not in message
+
+
+def test_bad_names_and_options():
+    with pytest.raises(ValueError, match="unknown encoder 'alexnet'; choose one of"):
+        features.build_encoder("alexnet")
+    with pytest.raises(ValueError, match="vgg16 gives the 4,096-d fc2 vector"):
+        features.build_encoder("vgg16", weights=None, spatial=True)
+    with pytest.raises(ValueError, match="224"):
+        features.build_encoder("vgg16", weights=None, input_size=64)
+
+
+def test_features_equal_the_encoder_and_come_back_from_the_cache(encoder, images, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = features.extract_features(encoder, images, cache_dir=cache, batch_size=4, shard_size=4, progress=False)
+    assert first.shape == (11, 128) and first.dtype == np.float32
+    np.testing.assert_allclose(first, expected(encoder, images), rtol=1e-5, atol=1e-6)
+    assert len(list((cache / encoder.course_key).glob("*.npy"))) == 3
+
+    monkeypatch.setattr(features, "_compute", lambda *a: pytest.fail("cache miss"))
+    again = features.extract_features(encoder, images, cache_dir=cache, shard_size=4, progress=False)
+    np.testing.assert_array_equal(again, first)
+
+
+def test_a_changed_image_is_recomputed(encoder, images, tmp_path):
+    cache = tmp_path / "cache"
+    features.extract_features(encoder, images, cache_dir=cache, shard_size=4, progress=False)
+    cv2.imwrite(str(images[5]), np.full((40, 50, 3), 200, np.uint8))
+    fresh = features.extract_features(encoder, images, cache_dir=cache, shard_size=4, progress=False)
+    np.testing.assert_allclose(fresh[5], expected(encoder, images[5:6])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_kill_9_mid_run_resumes_without_recomputing_finished_shards(tmp_path, images):
+    cache = tmp_path / "cache"
+    paths = ",".join(repr(str(p)) for p in images)
+    script = textwrap.dedent(f"""
+        import os, signal
+        from helpers import features, seed_everything
+        seed_everything(0)
+        enc = features.build_encoder("small_cnn", weights=None, input_size=32)
+        real, done = features._compute, []
+        def compute(*args):
+            if len(done) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handlers
+            done.append(1)
+            return real(*args)
+        features._compute = compute
+        features.extract_features(enc, [{paths}], cache_dir={str(cache)!r}, shard_size=4, progress=False)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert run.returncode == -9, run.stderr
+    folder = next(cache.iterdir())
+    assert len(list(folder.glob("*.npy"))) == 2  # the finished shards, nothing torn
+    from helpers import seed_everything
+
+    seed_everything(0)
+    enc = features.build_encoder("small_cnn", weights=None, input_size=32)
+    assert enc.course_key == folder.name  # same seed, same weights, same cache
+    computed = []
+    real = features._compute
+    features._compute = lambda *a: computed.append(len(a[1])) or real(*a)
+    try:
+        out = features.extract_features(enc, images, cache_dir=cache, shard_size=4, progress=False)
+    finally:
+        features._compute = real
+    assert computed == [3]  # only the missing last shard
+    np.testing.assert_allclose(out, expected(enc, images), rtol=1e-5, atol=1e-6)
+
+
+def test_unreadable_shard_is_recomputed_with_a_warning(encoder, images, tmp_path):
+    cache = tmp_path / "cache"
+    first = features.extract_features(encoder, images, cache_dir=cache, shard_size=4, progress=False)
+    shard = sorted((cache / encoder.course_key).glob("*.npy"))[0]
+    shard.write_bytes(shard.read_bytes()[:50])  # damaged behind our back
+    with pytest.warns(UserWarning, match="unreadable; computing it again"):
+        again = features.extract_features(encoder, images, cache_dir=cache, shard_size=4, progress=False)
+    np.testing.assert_array_equal(again, first)
+
+
+def test_bad_images_are_named(encoder, images, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match=r"broken\.jpg could not be decoded"):
+        features.extract_features(encoder, images[:3] + [tmp_path / "broken.jpg"], cache_dir=None, progress=False)
+    with pytest.raises(ValueError, match=r"missing\.jpg does not exist"):
+        features.extract_features(encoder, [tmp_path / "missing.jpg"], cache_dir=None, progress=False)
