@@ -1,0 +1,176 @@
+"""Decoding captions from any model through its step function: greedy, beam search, sampling.
+
+A model is seen only through ``step_fn(tokens, state) -> (log_probs, new_state)``:
+tokens int (B,), state an array or a nested structure (dict, list, tuple) of arrays whose
+leading dimension is B, log_probs (B, V) log-softmax. NumPy arrays and tf.Tensors both work.
+
+Every decoder returns one entry per item of the batch (N = leading dimension of
+``initial_state``); an entry is a list of hypotheses, best first, each a pair
+``(tokens, log_prob)``: ``tokens`` a list of int without ``<start>``, ending with ``end_id``
+when it was produced (a hypothesis that reaches ``max_len`` tokens without it is finished as
+it is), ``log_prob`` the sum of the model's log-probabilities of exactly those tokens.
+"""
+import numpy as np
+
+
+def _map_state(fn, state):
+    """Apply ``fn`` to every array of a nested state (dict, list, tuple, namedtuple)."""
+    if isinstance(state, dict):
+        return type(state)((k, _map_state(fn, v)) for k, v in state.items())
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(_map_state(fn, v) for v in state))
+    if isinstance(state, (list, tuple)):
+        return type(state)(_map_state(fn, v) for v in state)
+    return fn(state)
+
+
+def _first_leaf(state):
+    if isinstance(state, dict):
+        return _first_leaf(next(iter(state.values())))
+    if isinstance(state, (list, tuple)):
+        return _first_leaf(state[0])
+    return state
+
+
+def _gather(leaf, index):
+    """Rows ``index`` of an array or tensor, keeping its kind (NumPy stays NumPy)."""
+    if isinstance(leaf, np.ndarray):
+        return leaf[index]
+    import tensorflow as tf
+
+    return tf.gather(leaf, index)
+
+
+def _batch_size(initial_state):
+    return int(_first_leaf(initial_state).shape[0])
+
+
+def _step(step_fn, tokens, state, batch):
+    log_probs, state = step_fn(tokens, state)
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    if log_probs.ndim != 2 or log_probs.shape[0] != batch:
+        raise ValueError(f"step_fn must return log_probs of shape ({batch}, V), got {log_probs.shape}")
+    return log_probs, state
+
+
+def _check(start_id, end_id, max_len):
+    if int(max_len) < 1:
+        raise ValueError(f"max_len must be at least 1, got {max_len}")
+    return int(start_id), int(end_id), int(max_len)
+
+
+def greedy_decode(step_fn, initial_state, start_id, end_id, max_len):
+    """The most likely next token at every step. Returns ``[[(tokens, log_prob)]] * N``."""
+    start_id, end_id, max_len = _check(start_id, end_id, max_len)
+    return _decode_one_path(step_fn, initial_state, start_id, end_id, max_len, np.argmax)
+
+
+def sample_decode(step_fn, initial_state, start_id, end_id, max_len, temperature=1.0, seed=0):
+    """Draw each token from softmax(log_probs / temperature); ``log_prob`` is the model's own
+    (untempered) log-probability of the drawn tokens. temperature 0 is greedy; the same seed
+    gives the same captions. Returns ``[[(tokens, log_prob)]] * N``."""
+    start_id, end_id, max_len = _check(start_id, end_id, max_len)
+    if temperature < 0:
+        raise ValueError(f"temperature must be 0 or more, got {temperature}")
+    if temperature == 0:
+        return _decode_one_path(step_fn, initial_state, start_id, end_id, max_len, np.argmax)
+    rng = np.random.default_rng(seed)
+
+    def choose(log_probs, axis):
+        scaled = log_probs / temperature
+        p = np.exp(scaled - scaled.max(axis=axis, keepdims=True))
+        p /= p.sum(axis=axis, keepdims=True)
+        u = rng.random((p.shape[0], 1))  # inverse-CDF draw: one random number per row
+        return np.minimum((p.cumsum(axis=axis) < u).sum(axis=axis), p.shape[1] - 1)
+
+    return _decode_one_path(step_fn, initial_state, start_id, end_id, max_len, choose)
+
+
+def _decode_one_path(step_fn, state, start_id, end_id, max_len, choose):
+    n = _batch_size(state)
+    tokens = np.full(n, start_id, dtype=np.int64)
+    finished = np.zeros(n, dtype=bool)
+    log_prob = np.zeros(n)
+    sequences = [[] for _ in range(n)]
+    rows = np.arange(n)
+    for _ in range(max_len):
+        log_probs, state = _step(step_fn, tokens, state, n)
+        tokens = np.asarray(choose(log_probs, axis=1), dtype=np.int64)
+        live = ~finished
+        log_prob[live] += log_probs[rows[live], tokens[live]]
+        for i in rows[live]:
+            sequences[i].append(int(tokens[i]))
+        finished |= tokens == end_id
+        if finished.all():
+            break
+    return [[(sequences[i], float(log_prob[i]))] for i in range(n)]
+
+
+def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, length_penalty=0.0):
+    """Beam search over the whole batch at once (beams folded into the batch dimension).
+
+    At every step the ``beam_width`` best continuations of each item are kept among all
+    beam x vocabulary candidates; the state is gathered by parent beam; hypotheses that
+    produce ``end_id`` are set aside as finished. An item stops when no live beam can still
+    beat its ``beam_width``-th finished hypothesis; the batch stops when all items have.
+    Ranking score: ``log_prob / len(tokens) ** length_penalty``.
+    Returns, per item, up to ``beam_width`` hypotheses ``(tokens, log_prob)``, best first.
+    """
+    start_id, end_id, max_len = _check(start_id, end_id, max_len)
+    k = int(beam_width)
+    if k < 1:
+        raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+    n = _batch_size(initial_state)
+    state = _map_state(lambda leaf: _gather(leaf, np.repeat(np.arange(n), k)), initial_state)
+    tokens = np.full(n * k, start_id, dtype=np.int64)
+    scores = np.full((n, k), -np.inf)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    history = np.zeros((n, k, 0), dtype=np.int64)
+    finished = [[] for _ in range(n)]  # (score, tokens, log_prob)
+    done = np.zeros(n, dtype=bool)
+
+    def score(log_prob, length):
+        return log_prob / length**length_penalty
+
+    for length in range(1, max_len + 1):
+        log_probs, state = _step(step_fn, tokens, state, n * k)
+        vocab = log_probs.shape[1]
+        candidates = (scores[:, :, None] + log_probs.reshape(n, k, vocab)).reshape(n, k * vocab)
+        top = min(2 * k, k * vocab)  # 2k: enough live ones remain even if k of them end here
+        best = np.argpartition(-candidates, top - 1, axis=1)[:, :top]
+        best = np.take_along_axis(best, np.argsort(-np.take_along_axis(candidates, best, 1), axis=1, kind="stable"), 1)
+        new_scores = np.full((n, k), -np.inf)
+        parents = np.zeros((n, k), dtype=np.int64)
+        new_tokens = np.full((n, k), end_id, dtype=np.int64)
+        for i in range(n):
+            if done[i]:
+                continue
+            filled = 0
+            for flat in best[i]:
+                lp = candidates[i, flat]
+                if not np.isfinite(lp):
+                    break
+                beam, token = divmod(int(flat), vocab)
+                if token == end_id or length == max_len:
+                    seq = [*history[i, beam].tolist(), token]
+                    finished[i].append((score(lp, length), seq, float(lp)))
+                elif filled < k:
+                    new_scores[i, filled], parents[i, filled], new_tokens[i, filled] = lp, beam, token
+                    filled += 1
+            finished[i].sort(key=lambda h: -h[0])
+            del finished[i][k:]
+            live = new_scores[i][np.isfinite(new_scores[i])]
+            if live.size == 0:
+                done[i] = True
+            elif len(finished[i]) == k:
+                # the best a live beam can still reach: its log-prob only falls, its length grows
+                bound = max(score(live.max(), length + 1), score(live.max(), max_len))
+                done[i] = bound <= finished[i][-1][0]
+        if done.all() or length == max_len:
+            break
+        flat_parents = (np.arange(n)[:, None] * k + parents).ravel()
+        state = _map_state(lambda leaf: _gather(leaf, flat_parents), state)
+        history = np.concatenate([np.take_along_axis(history, parents[:, :, None], 1), new_tokens[:, :, None]], axis=2)
+        scores = np.where(done[:, None], -np.inf, new_scores)
+        tokens = new_tokens.ravel()
+    return [[(seq, lp) for _, seq, lp in hyps] for hyps in finished]
