@@ -1,0 +1,275 @@
+"""Train a captioner from the command line, with checkpoints, resume and test metrics.
+
+    python -m helpers.train --model show_tell --out runs/show_tell
+    python -m helpers.train --model show_tell --out runs/show_tell --resume
+    python -m helpers.train --model show_tell --data /data/flickr30k --encoder resnet50 \\
+        --epochs 20 --strategy mirrored --out runs/flickr30k
+
+DIR/checkpoint.npz is replaced atomically after every epoch (weights, optimizer state,
+history); ``--resume`` continues after the last finished epoch and ends with the same
+metrics as an uninterrupted run, because each epoch's data order depends only on the seed
+and the epoch number. DIR/metrics.json holds BLEU-1..4 and CIDEr on the test split for
+greedy and beam search, the number of epochs, and the share of generated captions that
+are not copied verbatim from a training caption.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODELS = ("show_tell", "attention", "crnn")
+CHECKPOINT = "checkpoint.npz"
+
+
+class UsageError(ValueError):
+    """Bad arguments or data, reported as one line."""
+
+
+def _write_atomic(path, write):
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # the old file stays whole until the new one is complete
+
+
+def write_json(path, obj):
+    _write_atomic(Path(path), lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m helpers.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, choices=MODELS)
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: helpers.data.find_dataset())")
+    p.add_argument("--encoder", default="small_cnn",
+                   help="small_cnn (trained end to end, no download) or a keras.applications encoder from helpers.features")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (each with all its captions)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--beam-width", type=int, default=3)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--min-count", type=int, default=5, help="rarer words become <unk>")
+    p.add_argument("--max-len", type=int, default=30, help="tokens per caption, <start> and <end> included")
+    p.add_argument("--image-size", type=int, default=96, help="input side for small_cnn")
+    p.add_argument("--strategy", choices=("default", "mirrored"), default="default")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size", "beam_width", "min_count", "image_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.max_len < 3:
+        p.error(f"--max-len must be at least 3 (<start>, a word, <end>), got {args.max_len}")
+    return p, args
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def prepare_data(args, log):
+    """Captions, vocabulary and image inputs (pixels for small_cnn, cached features otherwise)."""
+    from .data import find_dataset, load_flickr30k, load_image
+    from .features import ENCODERS, build_encoder, extract_features
+    from .text import Vocabulary
+
+    if args.encoder not in ENCODERS:
+        raise UsageError(f"unknown encoder {args.encoder!r}; choose one of {', '.join(ENCODERS)}")
+    if args.data is not None and not args.data.is_dir():
+        raise UsageError(f"--data {args.data} is not a folder")
+    root = args.data or find_dataset()
+    df = load_flickr30k(root)
+    images = df.drop_duplicates("image").reset_index(drop=True)
+    for split in ("train", "test"):
+        if not (images.split == split).any():
+            raise UsageError(f"the dataset in {root} has no {split} images")
+    row_of = {name: i for i, name in enumerate(images.image)}
+    train = df[df.split == "train"]
+    vocab = Vocabulary(train.caption, min_count=args.min_count)
+    log(f"{len(images):,} images, {len(df):,} captions from {root}; vocabulary of {len(vocab):,} tokens")
+    if args.encoder == "small_cnn":
+        from tqdm.auto import tqdm
+
+        size = (args.image_size, args.image_size)
+        inputs = np.stack([load_image(p, size=size) for p in tqdm(images.path, desc="Loading images", disable=None)])
+    else:
+        encoder = build_encoder(args.encoder)
+        inputs = extract_features(encoder, images.path, progress=None)
+    return dict(df=df, images=images, row_of=row_of, train=train, vocab=vocab, inputs=inputs)
+
+
+def encode_captions(vocab, captions, max_len):
+    from .captioner import pad_captions
+
+    encoded = []
+    for c in captions:
+        ids = vocab.encode(c)
+        encoded.append(ids if len(ids) <= max_len else ids[: max_len - 1] + [vocab.end_id])
+    return pad_captions(encoded, max_len)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(out, model, optimizer, epoch, history):
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+    meta = json.dumps({"epoch": epoch, "history": history})
+    _write_atomic(out / CHECKPOINT, lambda f: np.savez(f, meta=np.array(meta), **arrays))
+
+
+def load_checkpoint(out, model, optimizer):
+    path = out / CHECKPOINT
+    if not path.is_file():
+        raise UsageError(f"--resume: no checkpoint in {out}")
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            weights = [data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))]
+            opt = [data[f"o{i}"] for i in range(sum(k.startswith("o") for k in data.files))]
+    except (OSError, ValueError, KeyError) as err:
+        raise UsageError(f"--resume: {path} is unreadable ({err})") from None
+    try:
+        model.set_weights(weights)
+        for var, value in zip(optimizer.variables, opt, strict=True):
+            var.assign(value)
+    except ValueError as err:
+        raise UsageError(f"--resume: {path} does not fit this model and these arguments ({err})") from None
+    return meta["epoch"], meta["history"]
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate(model, data, args, max_len=None):
+    """Greedy and beam BLEU-1..4 / CIDEr on the test split, and the novel-caption share."""
+    import tensorflow as tf
+
+    from .decoding import beam_search, greedy_decode
+    from .metrics import bleu, cider
+    from .text import tokenize
+
+    vocab, images, df = data["vocab"], data["images"], data["df"]
+    test = images[images.split == "test"]
+    references = df[df.split == "test"].groupby("image").caption.agg(list).to_dict()
+    training = {" ".join(tokenize(c)) for c in data["train"].caption}
+    results, generated = {}, {}
+    for name in ("greedy", "beam"):
+        hyps = {}
+        for start in range(0, len(test), 256):
+            chunk = test.iloc[start : start + 256]
+            state = model.initial_state(tf.constant(data["inputs"][[data["row_of"][n] for n in chunk.image]]))
+            if name == "greedy":
+                out = greedy_decode(model.step, state, vocab.start_id, vocab.end_id, max_len or args.max_len)
+            else:
+                out = beam_search(model.step, state, vocab.start_id, vocab.end_id, args.beam_width, max_len or args.max_len)
+            hyps.update({n: vocab.decode(o[0][0]) or "<empty>" for n, o in zip(chunk.image, out)})
+        refs = {n: references[n] for n in hyps}
+        b = bleu(refs, hyps)
+        results[name] = {"bleu1": b[0], "bleu2": b[1], "bleu3": b[2], "bleu4": b[3], "cider": cider(refs, hyps)}
+        generated[name] = hyps
+    results["novel_fraction"] = float(np.mean([" ".join(tokenize(h)) not in training for h in generated["greedy"].values()]))
+    return results, generated
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _batch(images, inputs, tokens, captions_of):
+    """Inputs of ``images``, each with all its captions: (inputs, image_index, tokens)."""
+    rows = np.concatenate([captions_of[i] for i in images])
+    local = np.repeat(np.arange(len(images)), [len(captions_of[i]) for i in images])
+    return inputs[images], local, tokens[rows]
+
+
+def _replica_batches(strategy, images, inputs, tokens, captions_of):
+    """One batch, or with several replicas one share of its images (and their captions) each."""
+    import tensorflow as tf
+
+    n = strategy.num_replicas_in_sync
+    if n == 1:
+        return tuple(tf.constant(x) for x in _batch(images, inputs, tokens, captions_of))
+    shares = [_batch(part, inputs, tokens, captions_of) for part in np.array_split(images, n)]
+    return tuple(
+        strategy.experimental_distribute_values_from_function(lambda ctx, k=k: tf.constant(shares[ctx.replica_id_in_sync_group][k]))
+        for k in range(3)
+    )
+
+
+def train_show_tell(args, log=print):
+    import keras
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    from . import seed_everything
+    from .captioner import ShowAndTell, make_train_step
+
+    seed_everything(args.seed)
+    data = prepare_data(args, log)
+    vocab, train = data["vocab"], data["train"]
+    tokens = encode_captions(vocab, train.caption, args.max_len)
+    caption_image = train.image.map(data["row_of"]).to_numpy()
+    train_images = np.unique(caption_image)
+    captions_of = {i: np.flatnonzero(caption_image == i) for i in train_images}
+    if len(train_images) < args.batch_size:
+        raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(train_images)} training images")
+
+    strategy = tf.distribute.MirroredStrategy() if args.strategy == "mirrored" else tf.distribute.get_strategy()
+    with strategy.scope():
+        model = ShowAndTell(len(vocab), encoder="small_cnn" if args.encoder == "small_cnn" else None,
+                            image_size=args.image_size, image_as="state")
+        optimizer = keras.optimizers.Adam(args.learning_rate)
+        model.initial_state(tf.constant(data["inputs"][:1]))  # build the weights
+        model(tf.constant(data["inputs"][:1]), tf.constant([0]), tf.constant(tokens[:1]))
+        optimizer.build(model.trainable_variables)
+        train_step = make_train_step(model, optimizer, replicas=strategy.num_replicas_in_sync)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    first_epoch, history = 0, []
+    if args.resume:
+        first_epoch, history = load_checkpoint(args.out, model, optimizer)
+        log(f"resuming after epoch {first_epoch}")
+    write_json(args.out / "vocab.json", {"id_to_token": vocab.id_to_token})
+    write_json(args.out / "config.json", {**model.get_config(), **{k: str(v) for k, v in vars(args).items()}})
+
+    for epoch in range(first_epoch, args.epochs):
+        order = np.random.default_rng([args.seed, epoch]).permutation(train_images)  # same order on resume
+        batches = [order[i : i + args.batch_size] for i in range(0, len(order) - args.batch_size + 1, args.batch_size)]
+        start, losses = time.perf_counter(), []
+        for images in tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", disable=None, leave=False):
+            loss, accuracy, _ = strategy.run(train_step, args=_replica_batches(strategy, images, data["inputs"], tokens, captions_of))
+            losses.append((float(strategy.reduce("MEAN", loss, None)), float(strategy.reduce("MEAN", accuracy, None))))
+        loss, accuracy = np.mean(losses, axis=0)
+        history.append({"epoch": epoch + 1, "loss": float(loss), "accuracy": float(accuracy),
+                        "seconds": round(time.perf_counter() - start, 1)})
+        save_checkpoint(args.out, model, optimizer, epoch + 1, history)
+        log(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.3f}, accuracy {accuracy:.3f} ({history[-1]['seconds']:.0f} s)")
+
+    metrics, generated = evaluate(model, data, args)
+    metrics["epochs"] = args.epochs
+    metrics["history"] = history
+    write_json(args.out / "metrics.json", metrics)
+    write_json(args.out / "captions.json", generated)
+    return metrics, model, data
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    if args.model != "show_tell":
+        parser.exit(2, f"error: --model {args.model} is not available yet (it arrives with notebook "
+                       f"{'06' if args.model == 'attention' else '07'}); use --model show_tell\n")
+    try:
+        metrics, _, _ = train_show_tell(args)
+    except (UsageError, FileNotFoundError, ValueError, RuntimeError) as err:
+        parser.exit(2, f"error: {str(err).splitlines()[0]}\n")
+    g, b = metrics["greedy"], metrics["beam"]
+    print(f"test BLEU-4 greedy {g['bleu4']:.3f}, beam {b['bleu4']:.3f}; CIDEr greedy {g['cider']:.3f}, beam {b['cider']:.3f}; "
+          f"novel captions {metrics['novel_fraction']:.0%} -> {args.out / 'metrics.json'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""python -m helpers.train: metrics.json, atomic checkpoints, resume after kill -9, clear errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import PROJECT_ROOT
+
+FAST = ["--model", "show_tell", "--batch-size", "8", "--image-size", "32", "--min-count", "1", "--max-len", "20"]
+
+
+def run(*args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "helpers.train", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=PROJECT_ROOT)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    from helpers.data import make_mini_flickr
+
+    return make_mini_flickr(tmp_path_factory.mktemp("train") / "mini", n_images=48, seed=1)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "full"
+    done = run(*FAST, "--data", small, "--epochs", 3, "--out", out)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_metrics_json_has_the_designed_fields(uninterrupted):
+    metrics = json.loads((uninterrupted / "metrics.json").read_text())
+    for decoder in ("greedy", "beam"):
+        assert set(metrics[decoder]) == {"bleu1", "bleu2", "bleu3", "bleu4", "cider"}
+        assert all(0 <= metrics[decoder][k] <= 1 for k in ("bleu1", "bleu2", "bleu3", "bleu4"))
+    assert metrics["epochs"] == 3 and 0 <= metrics["novel_fraction"] <= 1
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    assert (uninterrupted / "checkpoint.npz").is_file()
+    assert not [p for p in uninterrupted.iterdir() if ".tmp-" in p.name]
+
+
+def test_kill_9_then_resume_ends_with_the_same_metrics(small, uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.train", *FAST, "--data", str(small), "--epochs", "3",
+                             "--out", str(out)], env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (out / "checkpoint.npz").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # after the first checkpoint, somewhere in epoch 2 (or later)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    resumed = run(*FAST, "--data", small, "--epochs", 3, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((uninterrupted / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert b["greedy"] == a["greedy"] and b["beam"] == a["beam"] and b["novel_fraction"] == a["novel_fraction"]
+    assert [h["loss"] for h in b["history"]] == [h["loss"] for h in a["history"]]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--encoder", "alexnet"], "unknown encoder 'alexnet'"),
+    (["--data", "/nonexistent/flickr"], "--data /nonexistent/flickr is not a folder"),
+    (["--resume"], "--resume: no checkpoint in"),
+    (["--batch-size", "500"], "--batch-size 500 is larger than the"),
+])
+def test_bad_arguments_give_one_line(small, tmp_path, args, message):
+    base = [*FAST, "--out", tmp_path / "x", "--epochs", "1"]
+    if "--data" not in args:
+        base += ["--data", small]
+    done = run(*base, *args)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert message in last and "Traceback" not in done.stderr
+
+
+def test_other_models_say_they_are_not_there_yet(tmp_path):
+    done = run("--model", "attention", "--out", tmp_path)
+    assert done.returncode == 2 and "not available yet" in done.stderr
+
+
+def test_mirrored_strategy_trains(small, tmp_path):
+    done = run(*FAST, "--data", small, "--epochs", 1, "--strategy", "mirrored", "--out", tmp_path / "m")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["epochs"] == 1
