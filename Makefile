@@ -37,8 +37,9 @@ run: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1800 \
 		--output-dir build notebooks/[0-9]*.ipynb
 
+# COURSE_OFFLINE: encoders use only weights already on disk, so no test ever downloads
 test: setup
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
+	COURSE_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
 clean:
 	rm -rf build .pytest_cache data/mini_flickr

@@ -15,7 +15,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if (PROJECT_ROOT / "pyproject.toml").exists():  # a checkout, not a site-packages install
     os.environ.setdefault("KERAS_HOME", str(PROJECT_ROOT / ".keras"))
 
-__all__ = ["seed_everything", "PROJECT_ROOT"]
+__all__ = ["seed_everything", "shown_path", "PROJECT_ROOT"]
+
+
+def shown_path(path):
+    """``path`` relative to the project when inside it (printed output then holds no
+    machine-specific paths), else as given."""
+    path = Path(path)
+    absolute = path.absolute()
+    return absolute.relative_to(PROJECT_ROOT) if absolute.is_relative_to(PROJECT_ROOT) else path
 
 
 def seed_everything(seed):

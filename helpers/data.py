@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import PROJECT_ROOT
+from . import PROJECT_ROOT, shown_path
 from .mini_flickr import caption_ceiling, make_mini_flickr
 
 __all__ = [
@@ -84,9 +84,7 @@ class _Repairs:
     """Collects repaired defects of one file, to warn once per kind of defect."""
 
     def __init__(self, path):
-        path = Path(path).absolute()
-        # files shipped with the course are named relative to it: no machine's paths in outputs
-        self.path = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+        self.path = shown_path(path)
         self.seen = {}  # what -> [first line, count]
 
     def note(self, what, where):
@@ -447,11 +445,10 @@ def find_dataset(verbose=True):
     elif (DATA_DIR / "flickr30k").is_dir():
         root, why = DATA_DIR / "flickr30k", "data/flickr30k/ exists"
     else:
-        root, why = make_mini_flickr(MINI_FLICKR_DIR), "no real Flickr30k found"
-        why += " (set $FLICKR30K_DIR or fill data/flickr30k/ to use it)"
+        root = make_mini_flickr(MINI_FLICKR_DIR)
+        why = "the embedded dataset: no real Flickr30k found; set $FLICKR30K_DIR or fill data/flickr30k/ to use it"
     if verbose:
-        shown = root.relative_to(PROJECT_ROOT) if root.is_relative_to(PROJECT_ROOT) else root
-        print(f"Using the dataset in {shown} ({why}).")
+        print(f"Using the dataset in {shown_path(root)} ({why}).")
     return root
 
 

@@ -9,6 +9,7 @@ progress bar, caching the results on disk in shards. Each shard is written to a 
 file and renamed into place, so a run killed at any moment (even ``kill -9``) leaves only
 complete shards; the next run loads those and computes the rest.
 """
+import contextlib
 import hashlib
 import os
 import warnings
@@ -32,6 +33,31 @@ ENCODERS = (*APPLICATIONS, "small_cnn")
 
 class EncoderUnavailableError(RuntimeError):
     """Pretrained weights could not be had (offline, or a failed download)."""
+
+
+def downloads_allowed():
+    """False when ``COURSE_OFFLINE`` is set (``make test`` sets it): tests never download."""
+    return os.environ.get("COURSE_OFFLINE", "") in ("", "0")
+
+
+@contextlib.contextmanager
+def _weights_from_disk_only():
+    """Within this block Keras may load weight files already on disk but download nothing."""
+    from keras.src.utils import file_utils
+
+    real = file_utils.get_file
+
+    def get_file(fname=None, origin=None, cache_subdir="datasets", cache_dir=None, **kwargs):
+        home = cache_dir or os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+        if not os.path.exists(os.path.join(home, cache_subdir, fname or "")):
+            raise Exception(f"{fname} is not in {os.path.join(home, cache_subdir)} and downloads are off (COURSE_OFFLINE)")
+        return real(fname, origin, cache_subdir=cache_subdir, cache_dir=cache_dir, **kwargs)
+
+    file_utils.get_file = get_file
+    try:
+        yield
+    finally:
+        file_utils.get_file = real
 
 
 def small_cnn(input_size=96, width=32, name="small_cnn"):
@@ -62,7 +88,8 @@ def build_encoder(name, weights="imagenet", input_size=None, spatial=False):
     The model's ``course_key`` attribute identifies encoder, weights and options for caches.
 
     Raises ``EncoderUnavailableError`` in one sentence when ImageNet weights cannot be
-    downloaded, and ``ValueError`` for an unknown name or an impossible combination.
+    downloaded (or are not on disk while ``COURSE_OFFLINE`` is set, as in ``make test``),
+    and ``ValueError`` for an unknown name or an impossible combination.
     """
     import keras
 
@@ -82,12 +109,18 @@ def build_encoder(name, weights="imagenet", input_size=None, spatial=False):
         if name == "vgg16" and size != 224:
             raise ValueError("vgg16's fc2 layer needs 224 x 224 inputs")
         try:
-            backbone = getattr(keras.applications, constructor)(
-                input_shape=(size, size, 3),
-                weights=None if weights is None else "imagenet",
-                include_top=name == "vgg16",  # fc2 sits in VGG's top
-            )
+            with contextlib.nullcontext() if downloads_allowed() else _weights_from_disk_only():
+                backbone = getattr(keras.applications, constructor)(
+                    input_shape=(size, size, 3),
+                    weights=None if weights is None else "imagenet",
+                    include_top=name == "vgg16",  # fc2 sits in VGG's top
+                )
         except Exception as err:  # keras raises a bare Exception when the download fails
+            if not downloads_allowed():
+                raise EncoderUnavailableError(
+                    f"the ImageNet weights of {name} are not on this machine and downloads are off "
+                    f"(COURSE_OFFLINE is set, as in make test); unset it to download them, or use build_encoder('small_cnn')"
+                ) from None
             raise EncoderUnavailableError(
                 f"could not get the ImageNet weights of {name} ({str(err).splitlines()[0][:120]}); "
                 f"connect to the internet once, or use build_encoder('small_cnn'), which needs no download"

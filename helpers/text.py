@@ -44,6 +44,18 @@ class Vocabulary:
         self.token_to_id = {w: i for i, w in enumerate(self.id_to_token)}
         self.pad_id, self.start_id, self.end_id, self.unk_id = range(4)
 
+    @classmethod
+    def from_tokens(cls, id_to_token):
+        """Rebuild a saved vocabulary from its ``id_to_token`` list (specials first)."""
+        if list(id_to_token[:4]) != list(SPECIALS):
+            raise ValueError(f"a saved vocabulary must start with {', '.join(SPECIALS)}; got {list(id_to_token[:4])}")
+        vocab = cls.__new__(cls)
+        vocab.counts, vocab.min_count = None, None
+        vocab.id_to_token = list(id_to_token)
+        vocab.token_to_id = {w: i for i, w in enumerate(vocab.id_to_token)}
+        vocab.pad_id, vocab.start_id, vocab.end_id, vocab.unk_id = range(4)
+        return vocab
+
     def __len__(self):
         return len(self.id_to_token)
 

@@ -71,8 +71,9 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------- data
 
 
-def prepare_data(args, log):
+def prepare_data(args, log, progress=None):
     """Captions, vocabulary and image inputs (pixels for small_cnn, cached features otherwise)."""
+    from . import shown_path
     from .data import find_dataset, load_flickr30k, load_image
     from .features import ENCODERS, build_encoder, extract_features
     from .text import Vocabulary
@@ -90,15 +91,16 @@ def prepare_data(args, log):
     row_of = {name: i for i, name in enumerate(images.image)}
     train = df[df.split == "train"]
     vocab = Vocabulary(train.caption, min_count=args.min_count)
-    log(f"{len(images):,} images, {len(df):,} captions from {root}; vocabulary of {len(vocab):,} tokens")
+    log(f"{len(images):,} images, {len(df):,} captions from {shown_path(root)}; vocabulary of {len(vocab):,} tokens")
     if args.encoder == "small_cnn":
         from tqdm.auto import tqdm
 
         size = (args.image_size, args.image_size)
-        inputs = np.stack([load_image(p, size=size) for p in tqdm(images.path, desc="Loading images", disable=None)])
+        bar = tqdm(images.path, desc="Loading images", disable=None if progress is None else not progress)
+        inputs = np.stack([load_image(p, size=size) for p in bar])
     else:
         encoder = build_encoder(args.encoder)
-        inputs = extract_features(encoder, images.path, progress=None)
+        inputs = extract_features(encoder, images.path, progress=progress is not False)
     return dict(df=df, images=images, row_of=row_of, train=train, vocab=vocab, inputs=inputs)
 
 
@@ -109,7 +111,7 @@ def encode_captions(vocab, captions, max_len):
     for c in captions:
         ids = vocab.encode(c)
         encoded.append(ids if len(ids) <= max_len else ids[: max_len - 1] + [vocab.end_id])
-    return pad_captions(encoded, max_len)
+    return pad_captions(encoded)  # to the longest: every padded step costs LSTM time
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -173,6 +175,12 @@ def evaluate(model, data, args, max_len=None):
         results[name] = {"bleu1": b[0], "bleu2": b[1], "bleu3": b[2], "bleu4": b[3], "cider": cider(refs, hyps)}
         generated[name] = hyps
     results["novel_fraction"] = float(np.mean([" ".join(tokenize(h)) not in training for h in generated["greedy"].values()]))
+    # what a model that ignores the image gets: the most frequent training caption, everywhere
+    constant = data["train"].caption.map(lambda c: " ".join(tokenize(c))).value_counts().index[0]
+    refs = {n: references[n] for n in test.image}
+    b = bleu(refs, {n: constant for n in refs})
+    results["constant_caption"] = {"caption": constant, "bleu1": b[0], "bleu2": b[1], "bleu3": b[2], "bleu4": b[3],
+                                   "cider": cider(refs, {n: constant for n in refs})}
     return results, generated
 
 
@@ -200,7 +208,11 @@ def _replica_batches(strategy, images, inputs, tokens, captions_of):
     )
 
 
-def train_show_tell(args, log=print):
+def train_show_tell(args, log=print, progress=None):
+    """Train Show and Tell as the command line does; returns (metrics, model, data).
+
+    progress: None shows bars on a terminal only, True always (notebooks), False never.
+    """
     import keras
     import tensorflow as tf
     from tqdm.auto import tqdm
@@ -209,7 +221,7 @@ def train_show_tell(args, log=print):
     from .captioner import ShowAndTell, make_train_step
 
     seed_everything(args.seed)
-    data = prepare_data(args, log)
+    data = prepare_data(args, log, progress)
     vocab, train = data["vocab"], data["train"]
     tokens = encode_captions(vocab, train.caption, args.max_len)
     caption_image = train.image.map(data["row_of"]).to_numpy()
@@ -234,13 +246,15 @@ def train_show_tell(args, log=print):
         first_epoch, history = load_checkpoint(args.out, model, optimizer)
         log(f"resuming after epoch {first_epoch}")
     write_json(args.out / "vocab.json", {"id_to_token": vocab.id_to_token})
-    write_json(args.out / "config.json", {**model.get_config(), **{k: str(v) for k, v in vars(args).items()}})
+    write_json(args.out / "config.json", {"model": model.get_config(), "args": {k: str(v) for k, v in vars(args).items()}})
 
     for epoch in range(first_epoch, args.epochs):
         order = np.random.default_rng([args.seed, epoch]).permutation(train_images)  # same order on resume
         batches = [order[i : i + args.batch_size] for i in range(0, len(order) - args.batch_size + 1, args.batch_size)]
         start, losses = time.perf_counter(), []
-        for images in tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", disable=None, leave=False):
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=False,
+                   disable=None if progress is None else not progress)
+        for images in bar:
             loss, accuracy, _ = strategy.run(train_step, args=_replica_batches(strategy, images, data["inputs"], tokens, captions_of))
             losses.append((float(strategy.reduce("MEAN", loss, None)), float(strategy.reduce("MEAN", accuracy, None))))
         loss, accuracy = np.mean(losses, axis=0)
@@ -255,6 +269,31 @@ def train_show_tell(args, log=print):
     write_json(args.out / "metrics.json", metrics)
     write_json(args.out / "captions.json", generated)
     return metrics, model, data
+
+
+def load_trained(out):
+    """(model, vocabulary) of a finished or checkpointed run in folder ``out``."""
+    import keras  # noqa: F401  (Keras before the model module, for its backend)
+    import tensorflow as tf
+
+    from .captioner import ShowAndTell
+    from .text import Vocabulary
+
+    out = Path(out)
+    for name in ("config.json", "vocab.json", CHECKPOINT):
+        if not (out / name).is_file():
+            raise FileNotFoundError(f"no trained model in {out}: {name} is missing")
+    config = json.loads((out / "config.json").read_text())["model"]
+    vocab = Vocabulary.from_tokens(json.loads((out / "vocab.json").read_text())["id_to_token"])
+    model = ShowAndTell(**config)
+    size = config["image_size"]
+    dummy = tf.zeros((1, size, size, 3)) if config["encoder"] else None
+    if dummy is None:
+        raise ValueError(f"{out} was trained on precomputed features; rebuild its encoder to use it")
+    model(dummy, tf.constant([0]), tf.constant([[vocab.start_id, vocab.end_id]]))
+    with np.load(out / CHECKPOINT) as data:
+        model.set_weights([data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))])
+    return model, vocab
 
 
 def main(argv=None):

@@ -145,3 +145,14 @@ def test_bad_images_are_named(encoder, images, tmp_path):
         features.extract_features(encoder, images[:3] + [tmp_path / "broken.jpg"], cache_dir=None, progress=False)
     with pytest.raises(ValueError, match=r"missing\.jpg does not exist"):
         features.extract_features(encoder, [tmp_path / "missing.jpg"], cache_dir=None, progress=False)
+
+
+def test_offline_mode_never_downloads(monkeypatch, tmp_path):
+    from keras.src.utils import file_utils
+
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(file_utils, "get_file", lambda *a, **k: pytest.fail("tried to download"))
+    with pytest.raises(features.EncoderUnavailableError, match="downloads are off"):
+        features.build_encoder("resnet50", input_size=64)
+    assert file_utils.get_file.__name__ == "<lambda>"  # the real function is restored afterwards

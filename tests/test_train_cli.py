@@ -90,3 +90,21 @@ def test_mirrored_strategy_trains(small, tmp_path):
     done = run(*FAST, "--data", small, "--epochs", 1, "--strategy", "mirrored", "--out", tmp_path / "m")
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_a_saved_run_loads_back_and_captions_the_same(uninterrupted, small):
+    import numpy as np
+    import tensorflow as tf
+
+    from helpers.data import load_flickr30k, load_image
+    from helpers.decoding import greedy_decode
+    from helpers.train import load_trained
+
+    model, vocab = load_trained(uninterrupted)
+    test = load_flickr30k(small).query("split == 'test'").drop_duplicates("image")
+    x = tf.constant(np.stack([load_image(p, size=(32, 32)) for p in test.path]))
+    out = greedy_decode(model.step, model.initial_state(x), vocab.start_id, vocab.end_id, 20)
+    saved = json.loads((uninterrupted / "captions.json").read_text())["greedy"]
+    assert [vocab.decode(o[0][0]) or "<empty>" for o in out] == [saved[n] for n in test.image]
+    with pytest.raises(FileNotFoundError, match="no trained model in .*: config.json is missing"):
+        load_trained(uninterrupted.parent / "nothing")
