@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 MODELS = ("show_tell", "attention", "crnn")
 CHECKPOINT = "checkpoint.npz"
@@ -147,12 +148,19 @@ def load_checkpoint(out, model, optimizer):
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate(model, data, args, max_len=None):
-    """Greedy and beam BLEU-1..4 / CIDEr on the test split, and the novel-caption share."""
+def _scores(references, hypotheses):
+    from .metrics import bleu, cider
+
+    b = bleu(references, hypotheses)
+    return {"bleu1": b[0], "bleu2": b[1], "bleu3": b[2], "bleu4": b[3], "cider": cider(references, hypotheses)}
+
+
+def evaluate(model, data, args):
+    """Greedy and beam BLEU-1..4 / CIDEr on the test split, the novel-caption share, and
+    the constant-caption baseline."""
     import tensorflow as tf
 
     from .decoding import beam_search, greedy_decode
-    from .metrics import bleu, cider
     from .text import tokenize
 
     vocab, images, df = data["vocab"], data["images"], data["df"]
@@ -166,21 +174,17 @@ def evaluate(model, data, args, max_len=None):
             chunk = test.iloc[start : start + 256]
             state = model.initial_state(tf.constant(data["inputs"][[data["row_of"][n] for n in chunk.image]]))
             if name == "greedy":
-                out = greedy_decode(model.step, state, vocab.start_id, vocab.end_id, max_len or args.max_len)
+                out = greedy_decode(model.step, state, vocab.start_id, vocab.end_id, args.max_len)
             else:
-                out = beam_search(model.step, state, vocab.start_id, vocab.end_id, args.beam_width, max_len or args.max_len)
+                out = beam_search(model.step, state, vocab.start_id, vocab.end_id, args.beam_width, args.max_len)
             hyps.update({n: vocab.decode(o[0][0]) or "<empty>" for n, o in zip(chunk.image, out)})
-        refs = {n: references[n] for n in hyps}
-        b = bleu(refs, hyps)
-        results[name] = {"bleu1": b[0], "bleu2": b[1], "bleu3": b[2], "bleu4": b[3], "cider": cider(refs, hyps)}
+        results[name] = _scores({n: references[n] for n in hyps}, hyps)
         generated[name] = hyps
     results["novel_fraction"] = float(np.mean([" ".join(tokenize(h)) not in training for h in generated["greedy"].values()]))
     # what a model that ignores the image gets: the most frequent training caption, everywhere
     constant = data["train"].caption.map(lambda c: " ".join(tokenize(c))).value_counts().index[0]
     refs = {n: references[n] for n in test.image}
-    b = bleu(refs, {n: constant for n in refs})
-    results["constant_caption"] = {"caption": constant, "bleu1": b[0], "bleu2": b[1], "bleu3": b[2], "bleu4": b[3],
-                                   "cider": cider(refs, {n: constant for n in refs})}
+    results["constant_caption"] = {"caption": constant, **_scores(refs, {n: constant for n in refs})}
     return results, generated
 
 
@@ -225,8 +229,8 @@ def train_show_tell(args, log=print, progress=None):
     vocab, train = data["vocab"], data["train"]
     tokens = encode_captions(vocab, train.caption, args.max_len)
     caption_image = train.image.map(data["row_of"]).to_numpy()
-    train_images = np.unique(caption_image)
-    captions_of = {i: np.flatnonzero(caption_image == i) for i in train_images}
+    captions_of = {int(i): rows for i, rows in pd.Series(caption_image).groupby(caption_image).indices.items()}
+    train_images = np.array(sorted(captions_of))
     if len(train_images) < args.batch_size:
         raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(train_images)} training images")
 
