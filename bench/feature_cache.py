@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import helpers  # noqa: E402  (quiets TensorFlow first)
+import helpers  # noqa: E402, F401  (quiets TensorFlow first)
 from helpers import features, seed_everything  # noqa: E402
 from helpers.data import load_flickr30k, make_mini_flickr  # noqa: E402
 

@@ -22,7 +22,6 @@ import os
 import re
 import sys
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np

@@ -169,7 +169,7 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
         if done.all() or length == max_len:
             break
         flat_parents = (np.arange(n)[:, None] * k + parents).ravel()
-        state = _map_state(lambda leaf: _gather(leaf, flat_parents), state)
+        state = _map_state(lambda leaf, rows=flat_parents: _gather(leaf, rows), state)
         history = np.concatenate([np.take_along_axis(history, parents[:, :, None], 1), new_tokens[:, :, None]], axis=2)
         scores = np.where(done[:, None], -np.inf, new_scores)
         tokens = new_tokens.ravel()

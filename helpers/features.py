@@ -224,7 +224,7 @@ def extract_features(encoder, paths, cache_dir=DEFAULT_CACHE_DIR, batch_size=32,
                     bar.update(len(chunk))
                     continue
                 except (ValueError, OSError, EOFError):
-                    warnings.warn(f"feature cache shard {shard} is unreadable; computing it again")
+                    warnings.warn(f"feature cache shard {shard} is unreadable; computing it again", stacklevel=2)
         results[i] = _compute(encoder, chunk, batch_size, size, bar)
         if shard is not None:
             tmp = shard.with_name(f".{shard.name}.tmp-{os.getpid()}")

@@ -75,7 +75,7 @@ def test_sequence_matches_keras_layer(kind, rng):
 
 def _check_grads(f, inputs, analytic, dout, names):
     for name, grad in zip(names, analytic):
-        numeric = eval_numerical_gradient_array(lambda v: f(**{**inputs, name: v}), inputs[name].copy(), dout)
+        numeric = eval_numerical_gradient_array(lambda v, name=name: f(**{**inputs, name: v}), inputs[name].copy(), dout)
         assert grad.shape == inputs[name].shape, name
         assert rel_error(grad, numeric) < 1e-6, name
 

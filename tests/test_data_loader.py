@@ -1,6 +1,5 @@
 """helpers.data.load_flickr30k on the three annotation formats, their defects and bad input."""
 import json
-import shutil
 import warnings
 
 import pandas as pd
@@ -39,7 +38,7 @@ def csv_text(rows=CLEAN):
 
 def karpathy(rows=CLEAN, split="train"):
     images = {}
-    for img, k, cap in rows:
+    for img, _, cap in rows:
         images.setdefault(img, []).append({"raw": cap, "tokens": cap.lower().split()})
     return {"images": [{"filename": n, "split": split, "sentences": s} for n, s in images.items()]}
 
