@@ -108,3 +108,42 @@ def cider(references, hypotheses, n=4, sigma=6.0):
                 total += val * penalty
         scores.append(total / n / len(counts) * 10.0)
     return sum(scores) / len(scores)
+
+
+class MetricUnavailableError(RuntimeError):
+    """A metric whose external requirements (Java, data files) are missing here."""
+
+
+def meteor_unavailable_reason():
+    """None when METEOR can run here, else one sentence saying what is missing."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("pycocoevalcap")
+    if spec is None:
+        return "METEOR needs the pycocoevalcap package (pip install pycocoevalcap)"
+    if shutil.which("java") is None:
+        return "METEOR needs Java on the PATH (pycocoevalcap runs meteor-1.5.jar)"
+    package = Path(next(iter(spec.submodule_search_locations)))  # a namespace package: no __init__.py
+    data = package / "meteor" / "data" / "paraphrase-en.gz"
+    if not data.is_file():
+        return f"METEOR needs {data}, which the pip package of pycocoevalcap does not include (copy it from the coco-caption repository)"
+    return None
+
+
+def meteor(references, hypotheses):
+    """METEOR 1.5 through pycocoevalcap (Java), on the same tokenisation as ``bleu``.
+
+    Raises ``MetricUnavailableError`` with one sentence when Java or METEOR's data are missing.
+    """
+    reason = meteor_unavailable_reason()
+    if reason:
+        raise MetricUnavailableError(reason)
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    refs, hyps = _prepare(references, hypotheses)
+    gts = {i: [" ".join(r) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [" ".join(h)] for i, h in enumerate(hyps)}
+    score, _ = Meteor().compute_score(gts, res)
+    return float(score)

@@ -64,3 +64,18 @@ def test_mismatched_keys_are_named():
         bleu({1: ["a"]}, {2: "a"})
     with pytest.raises(ValueError, match="no reference captions for 1"):
         bleu({1: []}, {1: "a"})
+
+
+def test_meteor_runs_or_says_why_not():
+    from helpers.metrics import MetricUnavailableError, meteor, meteor_unavailable_reason
+
+    refs = {1: ["a dog runs on the grass", "a brown dog running"], 2: ["two men in a park"]}
+    reason = meteor_unavailable_reason()
+    if reason:
+        with pytest.raises(MetricUnavailableError) as err:
+            meteor(refs, {1: "a dog runs", 2: "two men"})
+        assert str(err.value) == reason and "METEOR needs" in reason and "\n" not in reason
+        pytest.skip(reason)
+    perfect = meteor(refs, {1: "a dog runs on the grass", 2: "two men in a park"})
+    partial = meteor(refs, {1: "a dog", 2: "a cat"})
+    assert 0 <= partial < perfect <= 1
