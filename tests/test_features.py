@@ -55,6 +55,7 @@ def test_offline_download_gets_one_clear_sentence(monkeypatch):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://example.invalid/weights.h5: None -- [Errno -3] name resolution")
 
+    monkeypatch.delenv("COURSE_OFFLINE", raising=False)  # make test sets it; here downloads are "allowed" and fail
     monkeypatch.setattr(file_utils, "get_file", offline)
     with pytest.raises(features.EncoderUnavailableError) as err:
         features.build_encoder("mobilenet_v3_small", input_size=64)
