@@ -126,7 +126,8 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
     scores = np.full((n, k), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
     history = np.zeros((n, k, 0), dtype=np.int64)
-    finished = [[] for _ in range(n)]  # (score, tokens, log_prob)
+    finished = [[] for _ in range(n)]  # (score, tokens, log_prob), best first, at most k
+    kth_finished = np.full(n, -np.inf)  # the score to beat once k hypotheses are finished
     done = np.zeros(n, dtype=bool)
 
     def score(log_prob, length):
@@ -139,33 +140,33 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
         top = min(2 * k, k * vocab)  # 2k: enough live ones remain even if k of them end here
         best = np.argpartition(-candidates, top - 1, axis=1)[:, :top]
         best = np.take_along_axis(best, np.argsort(-np.take_along_axis(candidates, best, 1), axis=1, kind="stable"), 1)
+        top_scores = np.take_along_axis(candidates, best, 1)
+        beam_of, token_of = np.divmod(best, vocab)
+        usable = np.isfinite(top_scores) & ~done[:, None]
+        ends = usable & ((token_of == end_id) | (length == max_len))
+        goes_on = usable & ~ends
+        rank = np.cumsum(goes_on, axis=1) - 1  # the first k continuing candidates stay live
+        rows, cols = np.nonzero(goes_on & (rank < k))
         new_scores = np.full((n, k), -np.inf)
         parents = np.zeros((n, k), dtype=np.int64)
         new_tokens = np.full((n, k), end_id, dtype=np.int64)
-        for i in range(n):
-            if done[i]:
-                continue
-            filled = 0
-            for flat in best[i]:
-                lp = candidates[i, flat]
-                if not np.isfinite(lp):
-                    break
-                beam, token = divmod(int(flat), vocab)
-                if token == end_id or length == max_len:
-                    seq = [*history[i, beam].tolist(), token]
-                    finished[i].append((score(lp, length), seq, float(lp)))
-                elif filled < k:
-                    new_scores[i, filled], parents[i, filled], new_tokens[i, filled] = lp, beam, token
-                    filled += 1
+        new_scores[rows, rank[rows, cols]] = top_scores[rows, cols]
+        parents[rows, rank[rows, cols]] = beam_of[rows, cols]
+        new_tokens[rows, rank[rows, cols]] = token_of[rows, cols]
+        for i in np.unique(np.nonzero(ends)[0]):
+            for j in np.nonzero(ends[i])[0]:
+                lp, seq = float(top_scores[i, j]), [*history[i, beam_of[i, j]].tolist(), int(token_of[i, j])]
+                finished[i].append((score(lp, length), seq, lp))
             finished[i].sort(key=lambda h: -h[0])
             del finished[i][k:]
-            live = new_scores[i][np.isfinite(new_scores[i])]
-            if live.size == 0:
-                done[i] = True
-            elif len(finished[i]) == k:
-                # the best a live beam can still reach: its log-prob only falls, its length grows
-                bound = max(score(live.max(), length + 1), score(live.max(), max_len))
-                done[i] = bound <= finished[i][-1][0]
+            if len(finished[i]) == k:
+                kth_finished[i] = finished[i][-1][0]
+        # an item is done when no live beam can still beat its k-th finished hypothesis:
+        # a live log-prob only falls as it grows, and its length is at most max_len
+        best_live = new_scores.max(axis=1)
+        with np.errstate(invalid="ignore"):
+            bound = np.maximum(score(best_live, length + 1), score(best_live, max_len))
+        done |= ~np.isfinite(best_live) | (bound <= kth_finished)
         if done.all() or length == max_len:
             break
         flat_parents = (np.arange(n)[:, None] * k + parents).ravel()
