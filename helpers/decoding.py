@@ -89,20 +89,21 @@ def sample_decode(step_fn, initial_state, start_id, end_id, max_len, temperature
 def _decode_one_path(step_fn, state, start_id, end_id, max_len, choose):
     n = _batch_size(state)
     tokens = np.full(n, start_id, dtype=np.int64)
-    finished = np.zeros(n, dtype=bool)
     log_prob = np.zeros(n)
     sequences = [[] for _ in range(n)]
-    rows = np.arange(n)
+    live = np.arange(n)  # items still decoding; the state holds only their rows
     for _ in range(max_len):
-        log_probs, state = _step(step_fn, tokens, state, n)
+        log_probs, state = _step(step_fn, tokens, state, len(live))
         tokens = np.asarray(choose(log_probs, axis=1), dtype=np.int64)
-        live = ~finished
-        log_prob[live] += log_probs[rows[live], tokens[live]]
-        for i in rows[live]:
-            sequences[i].append(int(tokens[i]))
-        finished |= tokens == end_id
-        if finished.all():
+        log_prob[live] += log_probs[np.arange(len(live)), tokens]
+        for i, t in zip(live, tokens):
+            sequences[i].append(int(t))
+        going_on = tokens != end_id
+        if not going_on.any():
             break
+        if not going_on.all():  # drop finished rows: they would cost a step each and change nothing
+            live, tokens = live[going_on], tokens[going_on]
+            state = _map_state(lambda leaf, rows=np.flatnonzero(going_on): _gather(leaf, rows), state)
     return [[(sequences[i], float(log_prob[i]))] for i in range(n)]
 
 
@@ -121,10 +122,12 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
     if k < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
     n = _batch_size(initial_state)
-    state = _map_state(lambda leaf: _gather(leaf, np.repeat(np.arange(n), k)), initial_state)
-    tokens = np.full(n * k, start_id, dtype=np.int64)
+    # the state holds one row per live beam, in the order of ``rows`` (flat indices item * k + beam);
+    # at the start all k beams of an item are the same, so only beam 0 is expanded
+    state, rows = initial_state, np.arange(n) * k
+    tokens = np.full(n, start_id, dtype=np.int64)
     scores = np.full((n, k), -np.inf)
-    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    scores[:, 0] = 0.0
     history = np.zeros((n, k, 0), dtype=np.int64)
     finished = [[] for _ in range(n)]  # (score, tokens, log_prob), best first, at most k
     kth_finished = np.full(n, -np.inf)  # the score to beat once k hypotheses are finished
@@ -134,8 +137,10 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
         return log_prob / length**length_penalty
 
     for length in range(1, max_len + 1):
-        log_probs, state = _step(step_fn, tokens, state, n * k)
-        vocab = log_probs.shape[1]
+        step_log_probs, state = _step(step_fn, tokens, state, len(rows))
+        vocab = step_log_probs.shape[1]
+        log_probs = np.full((n * k, vocab), -np.inf)
+        log_probs[rows] = step_log_probs
         candidates = (scores[:, :, None] + log_probs.reshape(n, k, vocab)).reshape(n, k * vocab)
         top = min(2 * k, k * vocab)  # 2k: enough live ones remain even if k of them end here
         best = np.argpartition(-candidates, top - 1, axis=1)[:, :top]
@@ -146,13 +151,14 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
         ends = usable & ((token_of == end_id) | (length == max_len))
         goes_on = usable & ~ends
         rank = np.cumsum(goes_on, axis=1) - 1  # the first k continuing candidates stay live
-        rows, cols = np.nonzero(goes_on & (rank < k))
+        item, pick = np.nonzero(goes_on & (rank < k))
+        slot = rank[item, pick]
         new_scores = np.full((n, k), -np.inf)
         parents = np.zeros((n, k), dtype=np.int64)
         new_tokens = np.full((n, k), end_id, dtype=np.int64)
-        new_scores[rows, rank[rows, cols]] = top_scores[rows, cols]
-        parents[rows, rank[rows, cols]] = beam_of[rows, cols]
-        new_tokens[rows, rank[rows, cols]] = token_of[rows, cols]
+        new_scores[item, slot] = top_scores[item, pick]
+        parents[item, slot] = beam_of[item, pick]
+        new_tokens[item, slot] = token_of[item, pick]
         for i in np.unique(np.nonzero(ends)[0]):
             for j in np.nonzero(ends[i])[0]:
                 lp, seq = float(top_scores[i, j]), [*history[i, beam_of[i, j]].tolist(), int(token_of[i, j])]
@@ -169,9 +175,12 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
         done |= ~np.isfinite(best_live) | (bound <= kth_finished)
         if done.all() or length == max_len:
             break
-        flat_parents = (np.arange(n)[:, None] * k + parents).ravel()
-        state = _map_state(lambda leaf, rows=flat_parents: _gather(leaf, rows), state)
-        history = np.concatenate([np.take_along_axis(history, parents[:, :, None], 1), new_tokens[:, :, None]], axis=2)
         scores = np.where(done[:, None], -np.inf, new_scores)
-        tokens = new_tokens.ravel()
+        next_rows = np.flatnonzero(np.isfinite(scores))  # dead beams and finished items drop out
+        row_of = np.full(n * k, -1)
+        row_of[rows] = np.arange(len(rows))
+        parent_rows = row_of[(next_rows // k) * k + parents.ravel()[next_rows]]
+        state = _map_state(lambda leaf, index=parent_rows: _gather(leaf, index), state)
+        rows, tokens = next_rows, new_tokens.ravel()[next_rows]
+        history = np.concatenate([np.take_along_axis(history, parents[:, :, None], 1), new_tokens[:, :, None]], axis=2)
     return [[(seq, lp) for _, seq, lp in hyps] for hyps in finished]
