@@ -68,7 +68,16 @@ def bleu(references, hypotheses, n=4):
 
 
 def cider(references, hypotheses, n=4, sigma=6.0):
-    """CIDEr-D on pycocoevalcap's scale (0-10).
+    """CIDEr-D on pycocoevalcap's scale (0-10): the mean of ``cider_per_image``."""
+    scores = cider_per_image(references, hypotheses, n, sigma)
+    return sum(scores.values()) / len(scores)
+
+
+def cider_per_image(references, hypotheses, n=4, sigma=6.0):
+    """CIDEr-D of each hypothesis, ``{key: score}``, pycocoevalcap's per-image scores.
+
+    The document frequencies come from the references of the whole corpus, so a score
+    depends on the other images too: compare per-image scores within one corpus only.
 
     TF-IDF vectors of 1..n-grams (document frequency over the references of the corpus),
     clipped cosine similarity to each reference, a Gaussian penalty on the length difference,
@@ -95,7 +104,7 @@ def cider(references, hypotheses, n=4, sigma=6.0):
         return vec, [math.sqrt(x) for x in norm], length
 
     scores = []
-    for hyp, counts in zip(hyps, ref_counts):
+    for hyp, counts in zip(hyps, ref_counts):  # keys in the order _prepare listed them
         vec_h, norm_h, len_h = vectorise(_ngrams(hyp, n))
         total = 0.0
         for ref in counts:
@@ -107,7 +116,7 @@ def cider(references, hypotheses, n=4, sigma=6.0):
                     val /= norm_h[k] * norm_r[k]
                 total += val * penalty
         scores.append(total / n / len(counts) * 10.0)
-    return sum(scores) / len(scores)
+    return dict(zip(references, scores))
 
 
 class MetricUnavailableError(RuntimeError):

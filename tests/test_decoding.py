@@ -181,3 +181,23 @@ def test_early_exit_never_changes_the_result(penalty):
             for i in range(4):
                 ref = reference_beam(model, state[i : i + 1], k, 8, penalty)
                 assert [t for t, _ in ours[i]] == [t for t, _ in ref], (seed, k, i)
+
+
+def countdown_step(sizes):
+    """Item i says "word" i times, then <end>; records the batch size of every call."""
+    def step(tokens, state):
+        sizes.append(len(tokens))
+        log_probs = np.full((len(tokens), V), np.log(0.1 / (V - 1)))
+        log_probs[np.arange(len(tokens)), np.where(state == 0, END, 1)] = np.log(0.9)
+        return log_probs, state - 1
+    return step
+
+
+def test_finished_items_leave_the_batch():
+    # stepping a finished item costs time and changes nothing: greedy and beam drop its rows
+    for decode in (lambda step, s: greedy_decode(step, s, START, END, 10),
+                   lambda step, s: beam_search(step, s, START, END, 1, 10)):
+        sizes = []
+        out = decode(countdown_step(sizes), np.array([2, 0, 1]))
+        assert [h[0][0] for h in out] == [[1, 1, END], [END], [1, END]]
+        assert sizes == [3, 2, 1]

@@ -4,7 +4,7 @@ import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
-from helpers.metrics import bleu, cider
+from helpers.metrics import bleu, cider, cider_per_image
 from helpers.text import tokenize
 
 WORDS = "a the dog man red ball runs on grass in park with two small big".split()
@@ -23,16 +23,18 @@ def coco(refs, hyps):
     gts = {k: list(v) for k, v in refs.items()}
     res = {k: [v] for k, v in hyps.items()}
     b, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    c, _ = Cider().compute_score(gts, res)
-    return b, c
+    c, per_image = Cider().compute_score(gts, res)
+    return b, c, dict(zip(gts, per_image))
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_equal_to_pycocoevalcap_on_random_corpora(seed):
     refs, hyps = random_corpus(seed)
-    b, c = coco(refs, hyps)
+    b, c, per_image = coco(refs, hyps)
     assert np.allclose(bleu(refs, hyps), b, rtol=0, atol=1e-9)
     assert cider(refs, hyps) == pytest.approx(c, abs=1e-9)
+    ours = cider_per_image(refs, hyps)
+    assert list(ours) == list(refs) and np.allclose([ours[k] for k in refs], [per_image[k] for k in refs], rtol=0, atol=1e-9)
 
 
 def test_equal_to_pycocoevalcap_on_real_captions(shared_data):
@@ -43,9 +45,11 @@ def test_equal_to_pycocoevalcap_on_real_captions(shared_data):
         refs.setdefault(name.split("#")[0], []).append(" ".join(tokenize(text)))
     hyps = {k: v[0] for k, v in refs.items()}  # leave-one-out: caption 0 against the other four
     refs = {k: v[1:] for k, v in refs.items()}
-    b, c = coco(refs, hyps)
+    b, c, per_image = coco(refs, hyps)
     assert np.allclose(bleu(refs, hyps), b, rtol=0, atol=1e-9)
     assert cider(refs, hyps) == pytest.approx(c, abs=1e-9)
+    ours = cider_per_image(refs, hyps)
+    assert list(ours) == list(refs) and np.allclose([ours[k] for k in refs], [per_image[k] for k in refs], rtol=0, atol=1e-9)
 
 
 def test_perfect_and_empty_overlap():
