@@ -110,10 +110,12 @@ def _decode_one_path(step_fn, state, start_id, end_id, max_len, choose):
 def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, length_penalty=0.0):
     """Beam search over the whole batch at once (beams folded into the batch dimension).
 
-    At every step the ``beam_width`` best continuations of each item are kept among all
-    beam x vocabulary candidates; the state is gathered by parent beam; hypotheses that
-    produce ``end_id`` are set aside as finished. An item stops when no live beam can still
-    beat its ``beam_width``-th finished hypothesis; the batch stops when all items have.
+    At every step the ``beam_width`` (k) best of all beam x vocabulary candidates of each item
+    are taken; those that produce ``end_id`` (or reach ``max_len``) are set aside as finished,
+    and the beam is refilled to k live hypotheses from the next best candidates (among the best
+    2k at least k go on: each beam has one ``end_id``). The state is gathered by parent beam;
+    finished items and dead beams leave the batch. An item stops when no live beam can still
+    beat its k-th finished hypothesis; the batch stops when all items have.
     Ranking score: ``log_prob / len(tokens) ** length_penalty``.
     Returns, per item, up to ``beam_width`` hypotheses ``(tokens, log_prob)``, best first.
     """
@@ -148,8 +150,9 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
         top_scores = np.take_along_axis(candidates, best, 1)
         beam_of, token_of = np.divmod(best, vocab)
         usable = np.isfinite(top_scores) & ~done[:, None]
-        ends = usable & ((token_of == end_id) | (length == max_len))
-        goes_on = usable & ~ends
+        ending = (token_of == end_id) | (length == max_len)
+        ends = usable & ending & (np.arange(top) < k)  # only the step's k best can finish: width 1 is greedy
+        goes_on = usable & ~ending
         rank = np.cumsum(goes_on, axis=1) - 1  # the first k continuing candidates stay live
         item, pick = np.nonzero(goes_on & (rank < k))
         slot = rank[item, pick]

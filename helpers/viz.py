@@ -147,3 +147,61 @@ def draw_gru_cell(ax=None):
     _line(ax, [(6.42, 5.0), (9.6, 5.0)])
     ax.text(9.1, 5.25, "$h_t$", fontsize=11)
     return ax
+
+
+BEAM_COLOURS = {"live": "#1f4e79", "finished": "#2e7d32", "pruned": "#b0b0b0"}
+
+
+def draw_beam_tree(tree, words, ax=None, best=None):
+    """A beam search drawn as a tree: one column per step, candidates best first.
+
+    tree: a list of nodes ``{"id", "parent", "step", "token", "log_prob", "status"}``, where
+    ``parent`` is the id of the node it extends (None at step 1) and ``status`` is 'live'
+    (kept on the beam), 'finished' (ended the caption) or 'pruned' (considered, dropped;
+    drawn grey). words: token id -> str. best: the id of a node whose path is drawn thick
+    (default: the finished node with the highest ``score``, else ``log_prob``).
+    Returns the axes.
+    """
+    if not tree:
+        raise ValueError("draw_beam_tree needs at least one node")
+    by_id = {node["id"]: node for node in tree}
+    steps = max(node["step"] for node in tree)
+    rank = {}
+    for step in range(1, steps + 1):
+        column = sorted((n for n in tree if n["step"] == step), key=lambda n: -n["log_prob"])
+        rank.update({n["id"]: r for r, n in enumerate(column)})
+    rows = max(rank.values()) + 1
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.1 * steps + 1.5, 0.55 * rows + 1.2))
+    if best is None:
+        done = [n for n in tree if n["status"] == "finished"] or tree
+        best = max(done, key=lambda n: n.get("score", n["log_prob"]))["id"]
+    on_path = set()
+    while best is not None:
+        on_path.add(best)
+        best = by_id[best]["parent"]
+
+    def xy(node):
+        return node["step"] * 2.0, -rank[node["id"]]
+
+    ax.text(0, 0, "<start>", ha="center", va="center", fontsize=9,
+            bbox=dict(boxstyle="round,pad=0.3", fc="white", ec=BEAM_COLOURS["live"]))
+    for node in tree:
+        x, y = xy(node)
+        parent = by_id.get(node["parent"])
+        px, py = xy(parent) if parent else (0, 0)
+        colour = BEAM_COLOURS[node["status"]]
+        thick = node["id"] in on_path
+        ax.plot([px + 0.55, x - 0.55], [py, y], color="#c62828" if thick else colour,
+                lw=2.5 if thick else 0.9, zorder=1 if node["status"] == "pruned" else 2)
+        ax.text(x, y, f"{words[node['token']]}\n{node['log_prob']:.2f}", ha="center", va="center", fontsize=8,
+                color="#808080" if node["status"] == "pruned" else "black", zorder=3,
+                bbox=dict(boxstyle="round,pad=0.25", fc="#e8f5e9" if node["status"] == "finished" else "white",
+                          ec="#c62828" if thick else colour, lw=1.8 if thick else 0.8))
+    ax.set_xlim(-0.8, 2.0 * steps + 0.8)
+    ax.set_ylim(-rows + 0.4, 0.8)
+    ax.axis("off")
+    handles = [plt.Line2D([], [], color=c, lw=2, label=s) for s, c in BEAM_COLOURS.items()]
+    handles.append(plt.Line2D([], [], color="#c62828", lw=2.5, label="best caption"))
+    ax.legend(handles=handles, loc="lower left", fontsize=8, ncol=4, frameon=False)
+    return ax

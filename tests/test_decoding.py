@@ -67,21 +67,20 @@ def test_wide_beam_equals_exhaustive_search(penalty):
         assert np.allclose([e for e, _ in expected], [lp / len(s) ** penalty for s, lp in got])
 
 
-def test_narrow_beam_finds_what_greedy_misses_and_never_does_worse():
+def test_narrow_beam_finds_what_greedy_misses():
+    # not for every item: beam search may drop an ending that greedy keeps (notebook 05 shows one)
     model = TinyRNN(4)
     state = model.initial(20, seed=5)
     greedy = greedy_decode(model.step, state, START, END, max_len=6)
     beam = beam_search(model.step, state, START, END, beam_width=3, max_len=6)
-    better = 0
-    for g, b in zip(greedy, beam):
-        assert b[0][1] >= g[0][1] - 1e-12
-        better += b[0][1] > g[0][1] + 1e-9
-    assert better > 0
+    gain = np.array([b[0][1] - g[0][1] for g, b in zip(greedy, beam)])
+    assert (gain > 1e-9).sum() > (gain < -1e-9).sum()
 
 
 def test_width_one_is_greedy():
+    # 300 items: some pass an <end> ranked second and must not keep it as a finished caption
     model = TinyRNN(1)
-    state = model.initial(6)
+    state = model.initial(300)
     assert beam_search(model.step, state, START, END, 1, 7) == greedy_decode(model.step, state, START, END, 7)
 
 
@@ -153,7 +152,7 @@ def test_bad_arguments_get_clear_sentences():
 
 
 def reference_beam(model, state_row, k, max_len, penalty):
-    """One item, no batching, no early exit: keep the k best live prefixes, set finished ones aside."""
+    """One item, no batching, no early exit: of the k best candidates, finish those that end; keep k live."""
     live, finished = [(0.0, [], state_row)], []
     for length in range(1, max_len + 1):
         candidates = []
@@ -162,9 +161,10 @@ def reference_beam(model, state_row, k, max_len, penalty):
             candidates += [(lp + log_probs[0, t], seq + [t], new_state) for t in range(V)]
         candidates.sort(key=lambda c: -c[0])
         live = []
-        for lp, seq, state in candidates[: 2 * k]:
+        for rank, (lp, seq, state) in enumerate(candidates[: 2 * k]):
             if seq[-1] == END or length == max_len:
-                finished.append((lp / length**penalty, seq, lp))
+                if rank < k:  # an ending candidate finishes only if it ranks among the step's k best
+                    finished.append((lp / length**penalty, seq, lp))
             elif len(live) < k:
                 live.append((lp, seq, state))
     finished.sort(key=lambda f: -f[0])

@@ -35,3 +35,25 @@ def test_cell_diagrams_show_every_gate():
         assert all(g in labels for g in gates), labels
         assert "$h_t$" in labels
         plt.close("all")
+
+
+def test_beam_tree_greys_pruned_nodes_and_marks_the_best_path():
+    from helpers.viz import BEAM_COLOURS, draw_beam_tree
+
+    tree = [
+        {"id": 0, "parent": None, "step": 1, "token": 2, "log_prob": -0.7, "status": "live"},
+        {"id": 1, "parent": None, "step": 1, "token": 3, "log_prob": -0.9, "status": "live"},
+        {"id": 2, "parent": None, "step": 1, "token": 0, "log_prob": -2.3, "status": "pruned"},
+        {"id": 3, "parent": 1, "step": 2, "token": 0, "log_prob": -1.0, "status": "finished", "score": -1.0},
+        {"id": 4, "parent": 0, "step": 2, "token": 0, "log_prob": -1.6, "status": "finished", "score": -1.6},
+    ]
+    ax = draw_beam_tree(tree, ["<end>", "<start>", "a", "the"])
+    labels = [t.get_text() for t in ax.texts]
+    assert {"a\n-0.70", "the\n-0.90", "<end>\n-1.00", "<end>\n-2.30"} <= set(labels)
+    grey = [t.get_text() for t in ax.texts if t.get_color() == "#808080"]
+    assert grey == ["<end>\n-2.30"]
+    thick = [l for l in ax.get_lines() if l.get_linewidth() == 2.5 and len(l.get_xdata()) == 2]
+    assert len(thick) == 2  # <start> -> "the" -> <end>: the best finished caption, not the first
+    assert [tuple(l.get_ydata()) for l in thick] == [(0, -1), (-1, 0)]
+    assert BEAM_COLOURS["pruned"] in [l.get_color() for l in ax.get_lines()]
+    plt.close("all")
