@@ -95,6 +95,9 @@ def masked_loss_and_accuracy(targets, logits, pad_id=0):
 def make_train_step(model, optimizer, clip_norm=5.0, replicas=1):
     """A compiled train step: (images, image_index, tokens) -> (loss, accuracy, gradient norm).
 
+    The loss returned is the masked cross-entropy; the gradient also includes any penalty the
+    model adds in its call (``model.losses``, e.g. attention's doubly stochastic term).
+
     Gradients are clipped by their global norm (notebook 02) before the optimizer sees them.
     replicas: under tf.distribute the optimizer *sums* the replicas' gradients, so each
     replica's loss is divided by their number (the clipping is then per replica).
@@ -105,7 +108,8 @@ def make_train_step(model, optimizer, clip_norm=5.0, replicas=1):
         with tf.GradientTape() as tape:
             logits = model(images, image_index, tokens, training=True)
             loss, accuracy = masked_loss_and_accuracy(tokens[:, 1:], logits)
-            scaled = loss / replicas
+            objective = loss + tf.add_n(model.losses) if model.losses else loss  # e.g. attention's penalty
+            scaled = objective / replicas
         grads = tape.gradient(scaled, model.trainable_variables)
         grads, norm = tf.clip_by_global_norm(grads, clip_norm)
         optimizer.apply(grads, model.trainable_variables)

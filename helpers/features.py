@@ -60,17 +60,19 @@ def _weights_from_disk_only():
         file_utils.get_file = real
 
 
-def small_cnn(input_size=96, width=32, name="small_cnn"):
-    """A small from-scratch CNN: four stride-2 conv blocks with batch normalisation.
+def small_cnn(input_size=96, width=32, name="small_cnn", blocks=4):
+    """A small from-scratch CNN: ``blocks`` stride-2 conv blocks with batch normalisation.
 
-    (B, S, S, 3) in 0-255 -> the map (B, S/16, S/16, 4 * width). Needs no download; the
-    captioner trains it together with the decoder.
+    (B, S, S, 3) in 0-255 -> the map (B, S/2**blocks, S/2**blocks, C), C = 4 * width with 3
+    or 4 blocks. Needs no download; the captioner trains it together with the decoder.
     """
     import keras
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    for i, filters in enumerate([width, width * 2, width * 4, width * 4]):
+    if not 1 <= blocks <= 4:
+        raise ValueError(f"blocks must be 1 to 4, got {blocks}")
+    for i, filters in enumerate([width, width * 2, width * 4, width * 4][:blocks]):
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
         x = keras.layers.BatchNormalization(name=f"bn{i + 1}")(x)
         x = keras.layers.ReLU(name=f"relu{i + 1}")(x)

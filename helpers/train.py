@@ -2,6 +2,7 @@
 
     python -m helpers.train --model show_tell --out runs/show_tell
     python -m helpers.train --model show_tell --out runs/show_tell --resume
+    python -m helpers.train --model attention --out runs/attention
     python -m helpers.train --model show_tell --data /data/flickr30k --encoder resnet50 \\
         --epochs 20 --strategy mirrored --out runs/flickr30k
 
@@ -10,7 +11,8 @@ history); ``--resume`` continues after the last finished epoch and ends with the
 metrics as an uninterrupted run, because each epoch's data order depends only on the seed
 and the epoch number. DIR/metrics.json holds BLEU-1..4 and CIDEr on the test split for
 greedy and beam search, the number of epochs, and the share of generated captions that
-are not copied verbatim from a training caption.
+are not copied verbatim from a training caption; for ``--model attention`` on data with
+``boxes.json`` also ``grounding`` and ``grounding_uniform`` (see ``grounding_scores``).
 """
 import argparse
 import json
@@ -57,6 +59,12 @@ def parse_args(argv=None):
     p.add_argument("--min-count", type=int, default=5, help="rarer words become <unk>")
     p.add_argument("--max-len", type=int, default=30, help="tokens per caption, <start> and <end> included")
     p.add_argument("--image-size", type=int, default=96, help="input side for small_cnn")
+    p.add_argument("--attention-penalty", type=float, default=0.0,
+                   help="lambda of the doubly stochastic attention penalty (--model attention; 0, the default, "
+                        "is off: on the embedded data lambda = 1 blurs the maps, see notebook 06)")
+    p.add_argument("--paper-decoder", action="store_true",
+                   help="--model attention: also start the LSTM from the mean feature and feed it the context, "
+                        "as Xu et al. do (the default lets the image reach each word only through its attention)")
     p.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--resume", action="store_true")
@@ -100,7 +108,7 @@ def prepare_data(args, log, progress=None):
         bar = tqdm(images.path, desc="Loading images", disable=None if progress is None else not progress)
         inputs = np.stack([load_image(p, size=size) for p in bar])
     else:
-        encoder = build_encoder(args.encoder)
+        encoder = build_encoder(args.encoder, spatial=args.model == "attention")  # attention needs the grid
         inputs = extract_features(encoder, images.path, progress=progress is not False)
     return dict(df=df, images=images, row_of=row_of, train=train, vocab=vocab, inputs=inputs)
 
@@ -157,7 +165,7 @@ def _scores(references, hypotheses):
 
 def evaluate(model, data, args):
     """Greedy and beam BLEU-1..4 / CIDEr on the test split, the novel-caption share, and
-    the constant-caption baseline."""
+    the constant-caption baseline; for attention models on data with boxes, the grounding."""
     import tensorflow as tf
 
     from .decoding import beam_search, greedy_decode
@@ -185,7 +193,47 @@ def evaluate(model, data, args):
     constant = data["train"].caption.map(lambda c: " ".join(tokenize(c))).value_counts().index[0]
     refs = {n: references[n] for n in test.image}
     results["constant_caption"] = {"caption": constant, **_scores(refs, {n: constant for n in refs})}
+    boxes = _boxes(images) if hasattr(model, "teacher_forced") else None
+    if boxes:
+        results["grounding"], results["grounding_uniform"] = grounding_scores(model, data, test, boxes, args.max_len)
     return results, generated
+
+
+def _boxes(images):
+    """The object boxes of the embedded dataset (``boxes.json`` beside the image folder), or None."""
+    path = Path(images.path.iloc[0]).parent.parent / "boxes.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def grounding_scores(model, data, images, boxes, max_len=30):
+    """Teacher-force every reference caption of ``images``; for each word that has a box in
+    ``boxes`` ({file name: [{"word", "box"}]}), does the peak of the attention that produced
+    it, upsampled to the image, fall inside the box? Returns (that share, the share a
+    uniformly random peak would get)."""
+    import tensorflow as tf
+
+    from .attention import grounding
+    from .data import load_image
+
+    vocab, df = data["vocab"], data["df"]
+    size = load_image(images.path.iloc[0]).shape[:2]
+    pairs = []
+    for start in range(0, len(images), 64):
+        chunk = images.iloc[start : start + 64]
+        refs = df[df.image.isin(set(chunk.image))]
+        local = {name: i for i, name in enumerate(chunk.image)}
+        tokens = encode_captions(vocab, refs.caption, max_len)
+        _, alphas = model.teacher_forced(tf.constant(data["inputs"][[data["row_of"][n] for n in chunk.image]]),
+                                         tf.constant(refs.image.map(local).to_numpy()), tf.constant(tokens))
+        alphas = alphas.numpy()
+        grid = int(round(alphas.shape[-1] ** 0.5))
+        for row, (name, caption_tokens) in enumerate(zip(refs.image, tokens)):
+            box_of = {b["word"]: b["box"] for b in boxes.get(name, [])}
+            for t, token in enumerate(caption_tokens[1:]):
+                word = vocab.id_to_token[token]
+                if word in box_of:
+                    pairs.append((alphas[row, t].reshape(grid, grid), box_of[word]))
+    return grounding(pairs, size)
 
 
 # ----------------------------------------------------------------------------- training
@@ -212,8 +260,22 @@ def _replica_batches(strategy, images, inputs, tokens, captions_of):
     )
 
 
-def train_show_tell(args, log=print, progress=None):
-    """Train Show and Tell as the command line does; returns (metrics, model, data).
+def build_model(name, vocab_size, args):
+    """The captioner ``--model name`` trains: Show and Tell, or Show, Attend and Tell."""
+    encoder = "small_cnn" if args.encoder == "small_cnn" else None
+    if name == "attention":
+        from .attention import ShowAttendTell
+
+        return ShowAttendTell(vocab_size, encoder=encoder, image_size=args.image_size, penalty=args.attention_penalty,
+                              init_from_mean=args.paper_decoder, context_into_lstm=args.paper_decoder)
+    from .captioner import ShowAndTell
+
+    return ShowAndTell(vocab_size, encoder=encoder, image_size=args.image_size, image_as="state")
+
+
+def train_captioner(args, log=print, progress=None):
+    """Train ``args.model`` (show_tell or attention) as the command line does; returns
+    (metrics, model, data).
 
     progress: None shows bars on a terminal only, True always (notebooks), False never.
     """
@@ -222,7 +284,7 @@ def train_show_tell(args, log=print, progress=None):
     from tqdm.auto import tqdm
 
     from . import seed_everything
-    from .captioner import ShowAndTell, make_train_step
+    from .captioner import make_train_step
 
     seed_everything(args.seed)
     data = prepare_data(args, log, progress)
@@ -236,8 +298,7 @@ def train_show_tell(args, log=print, progress=None):
 
     strategy = tf.distribute.MirroredStrategy() if args.strategy == "mirrored" else tf.distribute.get_strategy()
     with strategy.scope():
-        model = ShowAndTell(len(vocab), encoder="small_cnn" if args.encoder == "small_cnn" else None,
-                            image_size=args.image_size, image_as="state")
+        model = build_model(args.model, len(vocab), args)
         optimizer = keras.optimizers.Adam(args.learning_rate)
         model.initial_state(tf.constant(data["inputs"][:1]))  # build the weights
         model(tf.constant(data["inputs"][:1]), tf.constant([0]), tf.constant(tokens[:1]))
@@ -250,8 +311,12 @@ def train_show_tell(args, log=print, progress=None):
         first_epoch, history = load_checkpoint(args.out, model, optimizer)
         log(f"resuming after epoch {first_epoch}")
     write_json(args.out / "vocab.json", {"id_to_token": vocab.id_to_token})
-    write_json(args.out / "config.json", {"model": model.get_config(), "args": {k: str(v) for k, v in vars(args).items()}})
+    write_json(args.out / "config.json", {"model": model.get_config(), "args": {k: str(v) for k, v in vars(args).items()},
+                                          "class": type(model).__name__})
 
+    boxes = _boxes(data["images"]) if hasattr(model, "teacher_forced") else None
+    val_images = data["images"][data["images"].split == "val"]
+    val_images = val_images if len(val_images) else None
     for epoch in range(first_epoch, args.epochs):
         order = np.random.default_rng([args.seed, epoch]).permutation(train_images)  # same order on resume
         batches = [order[i : i + args.batch_size] for i in range(0, len(order) - args.batch_size + 1, args.batch_size)]
@@ -264,8 +329,12 @@ def train_show_tell(args, log=print, progress=None):
         loss, accuracy = np.mean(losses, axis=0)
         history.append({"epoch": epoch + 1, "loss": float(loss), "accuracy": float(accuracy),
                         "seconds": round(time.perf_counter() - start, 1)})
+        if boxes and val_images is not None:  # attention: how well it looks, on held-out images
+            history[-1]["val_grounding"], _ = grounding_scores(model, data, val_images, boxes, args.max_len)
         save_checkpoint(args.out, model, optimizer, epoch + 1, history)
-        log(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.3f}, accuracy {accuracy:.3f} ({history[-1]['seconds']:.0f} s)")
+        log(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.3f}, accuracy {accuracy:.3f}"
+            + (f", validation grounding {history[-1]['val_grounding']:.2f}" if "val_grounding" in history[-1] else "")
+            + f" ({history[-1]['seconds']:.0f} s)")
 
     metrics, generated = evaluate(model, data, args)
     metrics["epochs"] = args.epochs
@@ -280,6 +349,7 @@ def load_trained(out):
     import keras  # noqa: F401  (Keras before the model module, for its backend)
     import tensorflow as tf
 
+    from .attention import ShowAttendTell
     from .captioner import ShowAndTell
     from .text import Vocabulary
 
@@ -287,9 +357,10 @@ def load_trained(out):
     for name in ("config.json", "vocab.json", CHECKPOINT):
         if not (out / name).is_file():
             raise FileNotFoundError(f"no trained model in {out}: {name} is missing")
-    config = json.loads((out / "config.json").read_text())["model"]
+    saved = json.loads((out / "config.json").read_text())
+    config = saved["model"]
     vocab = Vocabulary.from_tokens(json.loads((out / "vocab.json").read_text())["id_to_token"])
-    model = ShowAndTell(**config)
+    model = {"ShowAndTell": ShowAndTell, "ShowAttendTell": ShowAttendTell}[saved.get("class", "ShowAndTell")](**config)
     size = config["image_size"]
     dummy = tf.zeros((1, size, size, 3)) if config["encoder"] else None
     if dummy is None:
@@ -302,16 +373,18 @@ def load_trained(out):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    if args.model != "show_tell":
-        parser.exit(2, f"error: --model {args.model} is not available yet (it arrives with notebook "
-                       f"{'06' if args.model == 'attention' else '07'}); use --model show_tell\n")
+    if args.model == "crnn":
+        parser.exit(2, "error: --model crnn is not available yet (it arrives with notebook 07); "
+                       "use --model show_tell or attention\n")
     try:
-        metrics, _, _ = train_show_tell(args)
+        metrics, _, _ = train_captioner(args)
     except (UsageError, FileNotFoundError, ValueError, RuntimeError) as err:
         parser.exit(2, f"error: {str(err).splitlines()[0]}\n")
     g, b = metrics["greedy"], metrics["beam"]
     print(f"test BLEU-4 greedy {g['bleu4']:.3f}, beam {b['bleu4']:.3f}; CIDEr greedy {g['cider']:.3f}, beam {b['cider']:.3f}; "
-          f"novel captions {metrics['novel_fraction']:.0%} -> {args.out / 'metrics.json'}")
+          f"novel captions {metrics['novel_fraction']:.0%}"
+          + (f"; grounding {metrics['grounding']:.2f} (uniform {metrics['grounding_uniform']:.2f})" if "grounding" in metrics else "")
+          + f" -> {args.out / 'metrics.json'}")
 
 
 if __name__ == "__main__":

@@ -205,3 +205,50 @@ def draw_beam_tree(tree, words, ax=None, best=None):
     handles.append(plt.Line2D([], [], color="#c62828", lw=2.5, label="best caption"))
     ax.legend(handles=handles, loc="lower left", fontsize=8, ncol=4, frameon=False)
     return ax
+
+
+def upsample_attention(attention_map, image_size, vmax=None):
+    """An attention map (G, G) resized to the image, (height, width), with OpenCV's bicubic
+    interpolation, rescaled to [0, 1] for display: by its own range, or divided by ``vmax``
+    (a scale shared by several maps, so that a flat map stays faint)."""
+    import cv2
+    import numpy as np
+
+    height, width = image_size
+    up = cv2.resize(np.asarray(attention_map, np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    if vmax is not None:
+        return np.clip(up / vmax, 0, 1)
+    up -= up.min()
+    return up / up.max() if up.max() > 0 else up
+
+
+def overlay_attention(ax, image, attention, vmax=None):
+    """Draw ``image`` with the upsampled ``attention`` (G, G) over it: hot where the model looks,
+    transparent where it does not (so the image stays readable). vmax: see upsample_attention."""
+    up = upsample_attention(attention, image.shape[:2], vmax)
+    ax.imshow(image)
+    ax.imshow(up, cmap="inferno", alpha=0.75 * up, vmin=0, vmax=1)
+    ax.axis("off")
+    return ax
+
+
+def plot_attention_words(image, words, maps, cols=6, size=2.2):
+    """One panel per word: the image with the attention that produced the word laid over it.
+
+    image (H, W, 3) uint8; words: list of str; maps: (len(words), G, G). Returns the figure.
+    """
+    import numpy as np
+
+    if len(words) != len(maps):
+        raise ValueError(f"{len(words)} words but {len(maps)} attention maps")
+    rows = -(-len(words) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, word, attention in zip(axes.flat, words, maps):
+        overlay_attention(ax, image, attention)
+        ax.set_title(word, fontsize=11)
+        row, col = (int(i) for i in np.unravel_index(int(np.argmax(attention)), np.shape(attention)))
+        ax.text(2, image.shape[0] - 3, f"peak: row {row}, column {col}", fontsize=7, color="white")
+    fig.tight_layout()
+    return fig

@@ -81,9 +81,33 @@ def test_bad_arguments_give_one_line(small, tmp_path, args, message):
     assert message in last and "Traceback" not in done.stderr
 
 
-def test_other_models_say_they_are_not_there_yet(tmp_path):
-    done = run("--model", "attention", "--out", tmp_path)
+def test_crnn_says_it_is_not_there_yet(tmp_path):
+    done = run("--model", "crnn", "--out", tmp_path)
     assert done.returncode == 2 and "not available yet" in done.stderr
+
+
+def test_attention_writes_grounding_and_loads_back(small, tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from helpers.attention import ShowAttendTell
+    from helpers.data import load_flickr30k, load_image
+    from helpers.decoding import greedy_decode
+    from helpers.train import load_trained
+
+    out = tmp_path / "att"
+    done = run(*FAST, "--model", "attention", "--data", small, "--epochs", 1, "--out", out)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["grounding"] <= 1 and 0 < metrics["grounding_uniform"] < 1
+    assert "grounding" in done.stdout
+    model, vocab = load_trained(out)
+    assert isinstance(model, ShowAttendTell)
+    test = load_flickr30k(small).query("split == 'test'").drop_duplicates("image")
+    x = tf.constant(np.stack([load_image(p, size=(32, 32)) for p in test.path]))
+    decoded = greedy_decode(model.step, model.initial_state(x), vocab.start_id, vocab.end_id, 20)
+    saved = json.loads((out / "captions.json").read_text())["greedy"]
+    assert [vocab.decode(o[0][0]) or "<empty>" for o in decoded] == [saved[n] for n in test.image]
 
 
 def test_mirrored_strategy_trains(small, tmp_path):

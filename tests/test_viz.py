@@ -1,3 +1,4 @@
+import pytest
 import matplotlib
 
 matplotlib.use("agg")
@@ -56,4 +57,26 @@ def test_beam_tree_greys_pruned_nodes_and_marks_the_best_path():
     assert len(thick) == 2  # <start> -> "the" -> <end>: the best finished caption, not the first
     assert [tuple(l.get_ydata()) for l in thick] == [(0, -1), (-1, 0)]
     assert BEAM_COLOURS["pruned"] in [l.get_color() for l in ax.get_lines()]
+    plt.close("all")
+
+
+def test_attention_words_one_panel_per_word_and_upsampling():
+    import numpy as np
+
+    from helpers.viz import plot_attention_words, upsample_attention
+
+    attention = np.zeros((4, 4))
+    attention[3, 0] = 1.0  # bottom-left cell
+    up = upsample_attention(attention, (32, 48))
+    assert up.shape == (32, 48) and up.max() == 1.0
+    y, x = np.unravel_index(np.argmax(up), up.shape)
+    assert y >= 24 and x < 12  # the peak stays in the bottom-left cell
+    flat = upsample_attention(np.full((4, 4), 1 / 16), (32, 48), vmax=1.0)
+    assert np.allclose(flat, 1 / 16, atol=1e-6)  # on a shared scale a flat map stays faint
+    image = np.zeros((32, 48, 3), np.uint8)
+    fig = plot_attention_words(image, ["a", "red", "star"], [attention] * 3, cols=2)
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titled == ["a", "red", "star"] and len(fig.axes) == 4
+    with pytest.raises(ValueError, match="3 words but 2 attention maps"):
+        plot_attention_words(image, ["a", "red", "star"], [attention] * 2)
     plt.close("all")

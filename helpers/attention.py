@@ -1,0 +1,186 @@
+"""Show, Attend and Tell (Xu et al., 2015): an LSTM decoder that looks at a different part of
+the image for every word, through additive (Bahdanau) attention over a grid of CNN features.
+
+Shapes: B images, C captions in the batch (each points at one image), T tokens per padded
+caption, L = G x G locations of the feature grid, F feature size, A attention size, E
+embedding size, H hidden size, V vocabulary.
+
+Per step t, with the previous state h_{t-1}:
+    e_ti = v^T tanh(W_a a_i + b + W_h h_{t-1})      alpha_t = softmax(e_t)     z_t = sum_i alpha_ti a_i
+    beta_t = sigmoid(w_b^T h_{t-1} + b_b)            (the "gating scalar")
+    h_t, c_t = LSTM(E w_{t-1}, h_{t-1}, c_{t-1})     (the paper: LSTM([E w_{t-1}, beta_t z_t], ...))
+    p(w_t) = softmax(W_o [h_t, beta_t z_t])
+and h_0 = c_0 = 0 (the paper: tanh(W mean_i a_i)). By default the image reaches a word only
+through that step's context, so the map behind a word shows where the word came from; with
+the paper's two extra paths (``init_from_mean``, ``context_into_lstm``) the decoder looks at
+an object a word or two early and names it from memory (notebook 06 measures both). The
+loss may add the doubly stochastic penalty lambda * sum_i (1 - sum_t alpha_ti)^2, which
+discourages attending one place for the whole caption.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .features import small_cnn
+
+
+class AdditiveAttention(keras.layers.Layer):
+    """e = v^T tanh(W_a a + b + W_h h), alpha = softmax(e) over the L locations, z = sum alpha a.
+
+    ``keys(features)`` computes W_a a + b once per image; ``call(features, keys, h)`` then
+    costs one (H x A) product per step. features (N, L, F), keys (N, L, A), h (N, H) ->
+    (z (N, F), alpha (N, L)).
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        policy = self.dtype_policy  # sublayers compute in the layer's dtype (float64 for checks)
+        self.W_a = keras.layers.Dense(units, name="W_a", dtype=policy)  # with the bias b
+        self.W_h = keras.layers.Dense(units, use_bias=False, name="W_h", dtype=policy)
+        self.v = keras.layers.Dense(1, use_bias=False, name="v", dtype=policy)
+
+    def build(self, features_shape, keys_shape, h_shape):
+        for layer, shape in ((self.W_a, features_shape), (self.W_h, h_shape), (self.v, (None, None, self.units))):
+            if not layer.built:  # keys() may have built W_a already
+                layer.build(shape)
+
+    def keys(self, features):
+        return self.W_a(features)
+
+    def call(self, features, keys, h):
+        scores = self.v(tf.tanh(keys + self.W_h(h)[:, None, :]))[..., 0]  # (N, L)
+        alpha = tf.nn.softmax(scores, axis=-1)
+        return tf.einsum("nl,nlf->nf", alpha, features), alpha
+
+
+def coordinate_channels(grid):
+    """(G, G, 2): x and y of every cell in [-1, 1], so that features know where they are."""
+    ys, xs = np.meshgrid(np.linspace(-1, 1, grid), np.linspace(-1, 1, grid), indexing="ij")
+    return np.stack([xs, ys], axis=-1).astype("float32")
+
+
+class ShowAttendTell(keras.Model):
+    """images (B, S, S, 3) 0-255 with ``encoder='small_cnn'``, or spatial feature maps
+    (B, G, G, D) from ``helpers.features.build_encoder(..., spatial=True)`` with ``encoder=None``.
+
+    cnn_blocks: stride-2 blocks of the small CNN (3: a 96 px image gives a 12 x 12 grid).
+    penalty: lambda of the doubly stochastic penalty (0 switches it off).
+    init_from_mean, context_into_lstm: the paper's other two paths from the image to the
+    decoder (h_0, c_0 from the mean feature; the context as LSTM input); both off by default.
+    """
+
+    def __init__(self, vocab_size, embed_dim=128, hidden=256, attention_dim=128, feature_dim=128,
+                 encoder="small_cnn", image_size=96, cnn_width=32, cnn_blocks=3, penalty=0.0,
+                 init_from_mean=False, context_into_lstm=False, **kwargs):
+        super().__init__(**kwargs)
+        if encoder not in ("small_cnn", None):
+            raise ValueError(f"encoder must be 'small_cnn' or None (precomputed spatial features), got {encoder!r}")
+        self.config = dict(vocab_size=int(vocab_size), embed_dim=embed_dim, hidden=hidden, attention_dim=attention_dim,
+                           feature_dim=feature_dim, encoder=encoder, image_size=image_size, cnn_width=cnn_width,
+                           cnn_blocks=cnn_blocks, penalty=float(penalty), init_from_mean=bool(init_from_mean),
+                           context_into_lstm=bool(context_into_lstm))
+        self.cnn = small_cnn(image_size, cnn_width, blocks=cnn_blocks) if encoder else None
+        self.project = keras.layers.Dense(feature_dim, activation="relu", name="feature_projection")
+        if init_from_mean:
+            self.init_h = keras.layers.Dense(hidden, activation="tanh", name="init_h")
+            self.init_c = keras.layers.Dense(hidden, activation="tanh", name="init_c")
+        self.attention = AdditiveAttention(attention_dim, name="attention")
+        self.gate = keras.layers.Dense(1, activation="sigmoid", name="gate")
+        self.embed = keras.layers.Embedding(vocab_size, embed_dim, name="word_embedding")
+        self.cell = keras.layers.LSTMCell(hidden, name="decoder")
+        self.logits = keras.layers.Dense(vocab_size, name="word_logits")
+        self.hidden = hidden
+
+    def get_config(self):
+        return dict(self.config)
+
+    def encode(self, images, training=False):
+        """(B, S, S, 3) images (or (B, G, G, D) maps) -> features a (B, L, F) with L = G * G."""
+        x = self.cnn(images, training=training) if self.cnn is not None else images
+        grid = int(x.shape[1])
+        coords = tf.broadcast_to(coordinate_channels(grid), tf.concat([tf.shape(x)[:1], [grid, grid, 2]], 0))
+        x = tf.concat([x, tf.cast(coords, x.dtype)], axis=-1)
+        return self.project(tf.reshape(x, (-1, grid * grid, x.shape[-1])))
+
+    def _start(self, features):
+        if self.config["init_from_mean"]:
+            mean = tf.reduce_mean(features, axis=1)
+            h, c = self.init_h(mean), self.init_c(mean)
+        else:
+            h = c = tf.zeros((tf.shape(features)[0], self.hidden), features.dtype)
+        return {"h": h, "c": c, "features": features, "keys": self.attention.keys(features),
+                "alpha": tf.zeros(tf.shape(features)[:2], features.dtype)}
+
+    def initial_state(self, images):
+        """Decoder state for ``helpers.decoding``: a dict of h, c (B, H), features (B, L, F),
+        keys (B, L, A) and alpha (B, L), the attention of the last step (zeros before the first)."""
+        return self._start(self.encode(images, training=False))
+
+    def _advance(self, words, state, training=False):
+        """One step: previous words (N,) and state -> logits (N, V) and the new state."""
+        context, alpha = self.attention(state["features"], state["keys"], state["h"])
+        context = self.gate(state["h"]) * context
+        x = tf.concat([self.embed(words), context], axis=-1) if self.config["context_into_lstm"] else self.embed(words)
+        h, (h, c) = self.cell(x, [state["h"], state["c"]], training=training)
+        logits = self.logits(tf.concat([h, context], axis=-1))
+        return logits, {**state, "h": h, "c": c, "alpha": alpha}
+
+    def teacher_forced(self, images, image_index, tokens, training=False):
+        """Logits (C, T - 1, V) for ``tokens[:, 1:]`` and the attention (C, T - 1, L) behind each."""
+        features = tf.gather(self.encode(images, training=training), image_index)
+        state = self._start(features)
+        logits, alphas = [], []
+        for t in range(tokens.shape[1] - 1):  # unrolled: captions are padded to one length
+            step_logits, state = self._advance(tokens[:, t], state, training)
+            logits.append(step_logits)
+            alphas.append(state["alpha"])
+        return tf.stack(logits, axis=1), tf.stack(alphas, axis=1)
+
+    def call(self, images, image_index, tokens, training=False):
+        """Teacher-forced logits (C, T - 1, V); the doubly stochastic penalty goes to ``self.losses``."""
+        logits, alphas = self.teacher_forced(images, image_index, tokens, training)
+        if self.config["penalty"]:
+            self.add_loss(self.config["penalty"] * doubly_stochastic_penalty(alphas, tokens[:, 1:]))
+        return logits
+
+    @tf.function(reduce_retracing=True)
+    def step(self, tokens, state):
+        """One decoding step for ``helpers.decoding``: tokens (B,), state -> (log_probs (B, V), state).
+        ``state['alpha']`` holds the attention (B, L) used for the word just scored."""
+        logits, state = self._advance(tokens, state)
+        return tf.nn.log_softmax(logits), state
+
+
+def doubly_stochastic_penalty(alphas, targets, pad_id=0):
+    """Mean over captions of sum_i (1 - sum_t alpha_ti)^2, over the non-<pad> steps only.
+
+    alphas (C, T', L), targets (C, T') int.
+    """
+    mask = tf.cast(tf.not_equal(targets, pad_id), alphas.dtype)[:, :, None]
+    coverage = tf.reduce_sum(alphas * mask, axis=1)  # (C, L): how much attention each place got
+    return tf.reduce_mean(tf.reduce_sum(tf.square(1.0 - coverage), axis=-1))
+
+
+def peak_in_box(attention_map, box, image_size):
+    """Whether the peak of ``attention_map`` (G, G), upsampled (bilinear, OpenCV) to the image
+    (``image_size`` = (height, width)), falls inside ``box`` = [x0, y0, x1, y1) in pixels."""
+    import cv2
+
+    height, width = image_size
+    up = cv2.resize(np.asarray(attention_map, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    y, x = np.unravel_index(int(np.argmax(up)), up.shape)
+    x0, y0, x1, y1 = box
+    return bool(x0 <= x < x1 and y0 <= y < y1)
+
+
+def grounding(maps_and_boxes, image_size):
+    """(share of maps whose upsampled peak falls inside their box, the share a uniformly random
+    peak would get = mean box area / image area) over ``[(map (G, G), box), ...]``."""
+    pairs = list(maps_and_boxes)
+    if not pairs:
+        raise ValueError("grounding needs at least one (attention map, box) pair")
+    height, width = image_size
+    hits = [peak_in_box(m, b, image_size) for m, b in pairs]
+    areas = [(b[2] - b[0]) * (b[3] - b[1]) / (height * width) for _, b in pairs]
+    return float(np.mean(hits)), float(np.mean(areas))

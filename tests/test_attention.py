@@ -1,0 +1,104 @@
+"""helpers.attention: additive attention against NumPy, the step function against teacher
+forcing, the doubly stochastic penalty, and the grounding score."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers.attention import (AdditiveAttention, ShowAttendTell, coordinate_channels, doubly_stochastic_penalty,
+                               grounding, peak_in_box)
+
+
+def numpy_attention(a, h, W_a, b, W_h, v):
+    """The textbook formula, one location at a time: e_i = v . tanh(W_a a_i + b + W_h h)."""
+    N, L, _ = a.shape
+    e = np.array([[v[:, 0] @ np.tanh(a[n, i] @ W_a + b + h[n] @ W_h) for i in range(L)] for n in range(N)])
+    alpha = np.exp(e - e.max(1, keepdims=True))
+    alpha /= alpha.sum(1, keepdims=True)
+    return np.einsum("nl,nlf->nf", alpha, a), alpha
+
+
+def test_additive_attention_equals_the_formula():
+    rng = np.random.default_rng(0)
+    a, h = rng.normal(size=(3, 7, 5)).astype("float32"), rng.normal(size=(3, 4)).astype("float32")
+    layer = AdditiveAttention(6)
+    z, alpha = layer(a, layer.keys(a), h)
+    W_a, b = layer.W_a.get_weights()
+    (W_h,), (v,) = layer.W_h.get_weights(), layer.v.get_weights()
+    z_ref, alpha_ref = numpy_attention(a.astype(float), h.astype(float), W_a, b, W_h, v)
+    assert np.allclose(alpha, alpha_ref, atol=1e-6) and np.allclose(z, z_ref, atol=1e-5)
+    assert np.allclose(np.sum(alpha, axis=1), 1.0, atol=1e-6)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["image only through attention", "paper decoder"])
+def model(request):
+    tf.keras.utils.set_random_seed(0)
+    m = ShowAttendTell(12, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4,
+                       penalty=1.0, init_from_mean=request.param, context_into_lstm=request.param)
+    images = tf.constant(np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
+    m(images, tf.constant([0, 1]), tf.constant([[1, 5, 6, 2], [1, 7, 2, 0]]))
+    return m, images
+
+
+def test_step_function_replays_teacher_forcing(model):
+    # decoding word by word must see exactly what training saw: same logits, same attention
+    m, images = model
+    tokens = tf.constant([[1, 5, 6, 2, 0], [1, 7, 8, 9, 2]])
+    logits, alphas = m.teacher_forced(images, tf.constant([0, 1]), tokens)
+    state = m.initial_state(images)
+    for t in range(4):
+        log_probs, state = m.step(tokens[:, t], state)
+        assert np.allclose(log_probs, tf.nn.log_softmax(logits[:, t]), atol=1e-5)
+        assert np.allclose(state["alpha"], alphas[:, t], atol=1e-6)
+    assert alphas.shape == (2, 4, 16)  # 32 px / 2**3 blocks = a 4 x 4 grid
+
+
+def test_the_penalty_reaches_the_losses_only_when_switched_on(model):
+    m, images = model
+    tokens = tf.constant([[1, 5, 6, 2], [1, 7, 2, 0]])
+    m(images, tf.constant([0, 1]), tokens)
+    _, alphas = m.teacher_forced(images, tf.constant([0, 1]), tokens)
+    assert len(m.losses) == 1
+    assert float(m.losses[0]) == pytest.approx(float(doubly_stochastic_penalty(alphas, tokens[:, 1:])), rel=1e-6)
+    off = ShowAttendTell(12, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4)
+    off(images, tf.constant([0, 1]), tokens)
+    assert off.losses == []
+
+
+def test_doubly_stochastic_penalty_ignores_padding():
+    rng = np.random.default_rng(2)
+    alphas = rng.dirichlet(np.ones(5), size=(3, 4)).astype("float32")  # (C=3, T'=4, L=5)
+    targets = np.array([[4, 5, 2, 0], [4, 2, 0, 0], [6, 7, 8, 2]])
+    expected = np.mean([np.sum((1 - alphas[c][targets[c] != 0].sum(0)) ** 2) for c in range(3)])
+    assert float(doubly_stochastic_penalty(tf.constant(alphas), tf.constant(targets))) == pytest.approx(expected, rel=1e-6)
+
+
+def test_coordinates_run_left_to_right_and_top_to_bottom():
+    c = coordinate_channels(3)
+    assert c.shape == (3, 3, 2)
+    assert list(c[0, :, 0]) == [-1, 0, 1] and list(c[:, 0, 1]) == [-1, 0, 1]
+
+
+def test_peak_in_box_and_the_uniform_baseline():
+    attention = np.zeros((4, 4))
+    attention[1, 3] = 1.0  # row 1, column 3: x in [72, 96), y in [24, 48) on a 96 px image
+    assert peak_in_box(attention, [70, 20, 96, 50], (96, 96))
+    assert not peak_in_box(attention, [0, 0, 48, 48], (96, 96))
+    share, uniform = grounding([(attention, [70, 20, 96, 50]), (attention, [0, 0, 48, 48])], (96, 96))
+    assert share == 0.5 and uniform == pytest.approx((26 * 30 + 48 * 48) / 2 / 96**2)
+    with pytest.raises(ValueError, match="at least one"):
+        grounding([], (96, 96))
+
+
+def test_by_default_the_image_reaches_words_only_through_attention():
+    # zero attention weights on the image (W_a = 0, v = 0 -> uniform maps over blank features) and
+    # the start state: with the default design the first step's logits cannot depend on the image
+    tf.keras.utils.set_random_seed(3)
+    m = ShowAttendTell(12, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4)
+    images = tf.constant(np.random.default_rng(4).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
+    m(images, tf.constant([0, 1]), tf.constant([[1, 5, 2], [1, 5, 2]]))
+    state = m.initial_state(images)
+    assert np.all(state["h"].numpy() == 0) and np.all(state["c"].numpy() == 0)
+    gate = m.gate.get_weights()
+    m.gate.set_weights([np.zeros_like(w) for w in gate[:1]] + [np.full_like(gate[1], -1e4)])  # beta = 0: no context
+    log_probs, _ = m.step(tf.constant([1, 1]), state)
+    assert np.allclose(log_probs[0], log_probs[1], atol=1e-6)
