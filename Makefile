@@ -11,13 +11,14 @@ TF ?= $(shell if [ "$$(uname -s)" = Linux ] && { [ -n "$$CI" ] || ! command -v n
                 then echo tensorflow-cpu; else echo tensorflow; fi)
 OTHER_TF := $(if $(filter tensorflow-cpu,$(TF)),tensorflow,tensorflow-cpu)
 STAMP := $(VENV)/.installed-$(TF)
+KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
 
 export KERAS_HOME := $(CURDIR)/.keras
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 
 .PHONY: setup lab run test clean
-setup: $(STAMP)
+setup: $(STAMP) $(KERNEL_CONFIG)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(TF),test]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+# The course's kernels leave C-level stdout/stderr (TensorFlow's C++ log lines) on the terminal
+# instead of copying them into the notebook: ipykernel's capture thread for them has stalled a
+# kernel mid-notebook (ipython/ipykernel#847). IPython reads this file from the venv's etc/ipython.
+$(KERNEL_CONFIG): | $(STAMP)
+	@mkdir -p $(dir $@)
+	@echo "c.IPKernelApp.capture_fd_output = False  # written by make setup, see the Makefile" > $@
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -15,14 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if (PROJECT_ROOT / "pyproject.toml").exists():  # a checkout, not a site-packages install
     os.environ.setdefault("KERAS_HOME", str(PROJECT_ROOT / ".keras"))
 
-try:  # no tqdm monitor thread: it redraws notebook bars from another thread while a long
-    # graph traces, and a notebook kernel has stalled that way (tqdm: monitor_interval = 0 turns it off)
-    import tqdm as _tqdm
-
-    _tqdm.tqdm.monitor_interval = 0
-except ImportError:
-    pass
-
 __all__ = ["seed_everything", "shown_path", "PROJECT_ROOT"]
 
 
