@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 MODELS = ("show_tell", "attention", "crnn")
+MODEL_DEFAULTS = {"show_tell": {"epochs": 10, "batch_size": 32}, "attention": {"epochs": 10, "batch_size": 32},
+                  "crnn": {"epochs": 6, "batch_size": 64}}
 CHECKPOINT = "checkpoint.npz"
 
 
@@ -51,8 +53,9 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=None, help="dataset folder (default: helpers.data.find_dataset())")
     p.add_argument("--encoder", default="small_cnn",
                    help="small_cnn (trained end to end, no download) or a keras.applications encoder from helpers.features")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch (each with all its captions)")
+    p.add_argument("--epochs", type=int, default=None, help="default: 10 for the captioners, 6 for crnn")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per batch, each with all its captions (default 32); text lines for crnn (default 64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beam-width", type=int, default=3)
     p.add_argument("--learning-rate", type=float, default=1e-3)
@@ -65,11 +68,16 @@ def parse_args(argv=None):
     p.add_argument("--paper-decoder", action="store_true",
                    help="--model attention: also start the LSTM from the mean feature and feed it the context, "
                         "as Xu et al. do (the default lets the image reach each word only through its attention)")
+    p.add_argument("--lines", type=int, default=24000,
+                   help="--model crnn: training lines to render (validation and test get 1/24 and 1/12 as many)")
     p.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "beam_width", "min_count", "image_size"):
+    for name, value in MODEL_DEFAULTS[args.model].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("epochs", "batch_size", "beam_width", "min_count", "image_size", "lines"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.max_len < 3:
@@ -344,6 +352,73 @@ def train_captioner(args, log=print, progress=None):
     return metrics, model, data
 
 
+def train_text_reader(args, log=print, progress=None):
+    """Train the CRNN (``--model crnn``) on rendered text lines as the command line does;
+    returns (metrics, model, lines). metrics: test ``cer`` and ``word_accuracy`` (greedy
+    CTC decoding) and the same under prefix beam search of width ``--beam-width``."""
+    import keras
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    from . import seed_everything
+    from .crnn import (build_crnn, cer, ctc_greedy_decode, ctc_prefix_beam_search, decode_classes, frame_log_probs,
+                       line_inputs, load_text_lines, make_ctc_train_step, pad_labels, read_text, word_accuracy)
+
+    if args.strategy != "default":
+        raise UsageError("--strategy mirrored is for the captioners; the CRNN trains on one device")
+    if args.encoder != "small_cnn":
+        raise UsageError("--encoder applies to the captioners; the CRNN has its own CNN")
+    seed_everything(args.seed)
+    sizes = {"train": args.lines, "val": max(args.lines // 24, 20), "test": max(args.lines // 12, 40)}
+    lines = load_text_lines(args.data, sizes=sizes, progress=progress is not False)  # rendered once, then read from disk
+    train_images, train_texts = lines["train"]
+    if len(train_images) < args.batch_size:
+        raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(train_images)} training lines")
+    labels, lengths = pad_labels(train_texts)
+    model = build_crnn()
+    steps = args.epochs * (len(train_images) // args.batch_size)  # the rate decays to 5% by the last step
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(args.learning_rate, steps, alpha=0.05))
+    optimizer.build(model.trainable_variables)
+    train_step = make_ctc_train_step(model, optimizer)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    first_epoch, history = 0, []
+    if args.resume:
+        first_epoch, history = load_checkpoint(args.out, model, optimizer)
+        log(f"resuming after epoch {first_epoch}")
+    write_json(args.out / "config.json", {"model": {}, "args": {k: str(v) for k, v in vars(args).items()}, "class": "CRNN"})
+    val_images, val_texts = lines["val"]
+    for epoch in range(first_epoch, args.epochs):
+        order = np.random.default_rng([args.seed, epoch]).permutation(len(train_images))  # same order on resume
+        batches = [order[i : i + args.batch_size] for i in range(0, len(order) - args.batch_size + 1, args.batch_size)]
+        start, losses = time.perf_counter(), []
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=False,
+                   disable=None if progress is None else not progress)
+        for rows in bar:
+            loss, _ = train_step(tf.constant(line_inputs(train_images[rows])), tf.constant(labels[rows]),
+                                 tf.constant(lengths[rows]))
+            losses.append(float(loss))
+        val_cer = cer(val_texts, read_text(model, val_images))
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_cer": val_cer,
+                        "seconds": round(time.perf_counter() - start, 1)})
+        save_checkpoint(args.out, model, optimizer, epoch + 1, history)
+        log(f"epoch {epoch + 1}/{args.epochs}: CTC loss {history[-1]['loss']:.3f}, validation CER {val_cer:.4f} "
+            f"({history[-1]['seconds']:.0f} s)")
+
+    test_images, test_texts = lines["test"]
+    log_probs = frame_log_probs(model, test_images)
+    greedy = [decode_classes(ids) for ids in ctc_greedy_decode(log_probs)]
+    beam = [decode_classes(hyps[0][0]) for hyps in ctc_prefix_beam_search(log_probs, args.beam_width)]
+    metrics = {"cer": cer(test_texts, greedy), "word_accuracy": word_accuracy(test_texts, greedy),
+               "prefix_beam": {"beam_width": args.beam_width, "cer": cer(test_texts, beam),
+                               "word_accuracy": word_accuracy(test_texts, beam)},
+               "test_lines": len(test_texts), "frames": int(log_probs.shape[1]),
+               "epochs": args.epochs, "history": history}
+    write_json(args.out / "metrics.json", metrics)
+    write_json(args.out / "readings.json", [{"text": t, "greedy": g, "beam": b} for t, g, b in zip(test_texts, greedy, beam)])
+    return metrics, model, lines
+
+
 def load_trained(out):
     """(model, vocabulary) of a finished or checkpointed run in folder ``out``."""
     import keras  # noqa: F401  (Keras before the model module, for its backend)
@@ -373,13 +448,15 @@ def load_trained(out):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    if args.model == "crnn":
-        parser.exit(2, "error: --model crnn is not available yet (it arrives with notebook 07); "
-                       "use --model show_tell or attention\n")
     try:
-        metrics, _, _ = train_captioner(args)
+        metrics, _, _ = (train_text_reader if args.model == "crnn" else train_captioner)(args)
     except (UsageError, FileNotFoundError, ValueError, RuntimeError) as err:
         parser.exit(2, f"error: {str(err).splitlines()[0]}\n")
+    if args.model == "crnn":
+        b = metrics["prefix_beam"]
+        print(f"test CER greedy {metrics['cer']:.4f}, prefix beam {b['cer']:.4f}; lines read exactly "
+              f"{metrics['word_accuracy']:.1%} / {b['word_accuracy']:.1%} -> {args.out / 'metrics.json'}")
+        return
     g, b = metrics["greedy"], metrics["beam"]
     print(f"test BLEU-4 greedy {g['bleu4']:.3f}, beam {b['bleu4']:.3f}; CIDEr greedy {g['cider']:.3f}, beam {b['cider']:.3f}; "
           f"novel captions {metrics['novel_fraction']:.0%}"

@@ -81,9 +81,62 @@ def test_bad_arguments_give_one_line(small, tmp_path, args, message):
     assert message in last and "Traceback" not in done.stderr
 
 
-def test_crnn_says_it_is_not_there_yet(tmp_path):
-    done = run("--model", "crnn", "--out", tmp_path)
-    assert done.returncode == 2 and "not available yet" in done.stderr
+CRNN = ["--model", "crnn", "--lines", "240", "--batch-size", "16", "--epochs", "3"]
+
+
+@pytest.fixture(scope="module")
+def crnn_run(tmp_path_factory):
+    lines = tmp_path_factory.mktemp("lines")  # rendered once, shared by the runs below
+    out = tmp_path_factory.mktemp("runs") / "crnn"
+    done = run(*CRNN, "--data", lines, "--out", out)
+    assert done.returncode == 0, done.stderr
+    return lines, out, done
+
+
+def test_crnn_writes_cer_and_word_accuracy(crnn_run):
+    lines, out, done = crnn_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["cer"] >= 0 and 0 <= metrics["word_accuracy"] <= 1
+    assert set(metrics["prefix_beam"]) == {"beam_width", "cer", "word_accuracy"} and metrics["test_lines"] == 40
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and "val_cer" in metrics["history"][0]
+    readings = json.loads((out / "readings.json").read_text())
+    from helpers.crnn import cer
+
+    assert cer([r["text"] for r in readings], [r["greedy"] for r in readings]) == metrics["cer"]
+    assert "test CER greedy" in done.stdout and (out / "checkpoint.npz").is_file()
+
+
+def test_crnn_kill_9_then_resume_ends_with_the_same_metrics(crnn_run, tmp_path):
+    lines, uninterrupted, _ = crnn_run
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.train", *CRNN, "--data", str(lines), "--out", str(out)],
+                            env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (out / "checkpoint.npz").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    resumed = run(*CRNN, "--data", lines, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((uninterrupted / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert (b["cer"], b["word_accuracy"], b["prefix_beam"]) == (a["cer"], a["word_accuracy"], a["prefix_beam"])
+    assert [h["loss"] for h in b["history"]] == [h["loss"] for h in a["history"]]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--strategy", "mirrored"], "--strategy mirrored is for the captioners"),
+    (["--encoder", "resnet50"], "--encoder applies to the captioners"),
+    (["--batch-size", "500"], "--batch-size 500 is larger than the 240 training lines"),
+    (["--lines", "0"], "--lines must be at least 1"),
+])
+def test_crnn_bad_arguments_give_one_line(crnn_run, tmp_path, args, message):
+    lines, _, _ = crnn_run
+    done = run(*CRNN, "--data", lines, "--out", tmp_path / "x", *args)
+    assert done.returncode == 2
+    assert message in done.stderr.strip().splitlines()[-1] and "Traceback" not in done.stderr
 
 
 def test_attention_writes_grounding_and_loads_back(small, tmp_path):
