@@ -252,3 +252,81 @@ def plot_attention_words(image, words, maps, cols=6, size=2.2):
         ax.text(2, image.shape[0] - 3, f"peak: row {row}, column {col}", fontsize=7, color="white")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- CRNN (notebook 07)
+
+BLANK_GREY = "#c8c8c8"
+
+
+def _white(line):
+    """The grey level of white: 255 for uint8 lines, 1 for float ones."""
+    return 255 if str(line.dtype) == "uint8" else 1
+
+
+def plot_ctc_alignment(ax, line, log_probs, charset, truth=None):
+    """A text line with, under each of its T frames, that frame's most probable class:
+    characters in black, blanks as grey dashes, and a character that repeats the previous
+    frame's (merged away by CTC) in grey too. Returns the greedy reading."""
+    import numpy as np
+
+    height, width = line.shape[:2]
+    T = log_probs.shape[0]
+    best = log_probs.argmax(-1)
+    ax.imshow(line, cmap="gray", vmin=0, vmax=_white(line), extent=(0, width, height, 0))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height + 12, 0)
+    ax.axis("off")
+    step = width / T
+    reading = []
+    for t, c in enumerate(best):
+        x = (t + 0.5) * step
+        ax.axvline(t * step, ymin=0, ymax=12 / (height + 12), color="#e0e0e0", lw=0.5)
+        if c == 0:
+            ax.text(x, height + 7, "-", ha="center", va="center", fontsize=8, color=BLANK_GREY)
+        else:
+            merged = t > 0 and best[t - 1] == c
+            ax.text(x, height + 7, charset[c - 1], ha="center", va="center", fontsize=8,
+                    color=BLANK_GREY if merged else "black", fontweight="normal" if merged else "bold")
+            if not merged:
+                reading.append(charset[c - 1])
+    reading = "".join(reading)
+    title = f"read: {reading!r}" + ("" if truth is None else f"   (truth {truth!r})")
+    ax.set_title(title, fontsize=9, color="black" if truth in (None, reading) else "#c00000")
+    return reading
+
+
+def diff_colours(truth, reading):
+    """[(character, colour)] for ``reading``: black where it matches ``truth``, red where a
+    character is wrong or extra; a missing character shows as a red underscore."""
+    from difflib import SequenceMatcher
+
+    out = []
+    for op, i1, i2, j1, j2 in SequenceMatcher(None, truth, reading, autojunk=False).get_opcodes():
+        if op == "equal":
+            out += [(c, "black") for c in reading[j1:j2]]
+        else:
+            out += [(c, "#d00000") for c in reading[j1:j2]]
+            out += [("_", "#d00000")] * max(0, (i2 - i1) - (j2 - j1))
+    return out
+
+
+def plot_readings(lines, truths, readings, cols=4, size=(3.2, 1.25)):
+    """A grid of text lines, each titled with the model's reading, wrong characters in red."""
+    import numpy as np
+
+    rows = int(np.ceil(len(lines) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, line, truth, reading in zip(axes.flat, lines, truths, readings):
+        ax.imshow(line, cmap="gray", vmin=0, vmax=_white(line))
+        x = 0.0
+        for char, colour in diff_colours(truth, reading) or [("(nothing)", "#d00000")]:
+            ax.text(x, 1.04, char, transform=ax.transAxes, color=colour, fontsize=10, family="monospace",
+                        fontweight="bold", va="bottom")
+            x += 0.06 * len(char)
+        if truth != reading:
+            ax.text(1.0, 1.04, f"truth: {truth}", transform=ax.transAxes, fontsize=8, ha="right", va="bottom", color="#555555")
+    fig.tight_layout()
+    return fig

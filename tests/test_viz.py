@@ -80,3 +80,33 @@ def test_attention_words_one_panel_per_word_and_upsampling():
     with pytest.raises(ValueError, match="3 words but 2 attention maps"):
         plot_attention_words(image, ["a", "red", "star"], [attention] * 2)
     plt.close("all")
+
+
+def test_reading_diff_marks_wrong_extra_and_missing_characters():
+    from helpers.viz import diff_colours
+
+    red = "#d00000"
+    assert diff_colours("dog", "dog") == [("d", "black"), ("o", "black"), ("g", "black")]
+    assert diff_colours("dog", "dug") == [("d", "black"), ("u", red), ("g", "black")]
+    assert diff_colours("dog", "dogs") == [("d", "black"), ("o", "black"), ("g", "black"), ("s", red)]
+    assert diff_colours("dogs", "dog")[-1] == ("_", red)
+    assert diff_colours("12", "") == [("_", red), ("_", red)]
+
+
+def test_ctc_alignment_labels_every_frame_and_returns_the_greedy_reading():
+    import numpy as np
+
+    from helpers.crnn import CHARSET, ctc_greedy_decode, decode_classes
+    from helpers.viz import BLANK_GREY, plot_ctc_alignment
+
+    rng = np.random.default_rng(0)
+    path = [0, 1, 1, 0, 1, 2, 0, 0]  # - a a - a b - -: reads "aab"
+    log_probs = np.log(np.full((8, len(CHARSET) + 1), 0.01))
+    log_probs[np.arange(8), path] = 0.0
+    _, ax = plt.subplots()
+    reading = plot_ctc_alignment(ax, rng.random((32, 64)), log_probs, CHARSET, truth="aab")
+    assert reading == "aab" == decode_classes(ctc_greedy_decode(log_probs))
+    labels = [(t.get_text(), t.get_color()) for t in ax.texts]
+    assert len(labels) == 8
+    assert [c for _, c in labels].count(BLANK_GREY) == 5  # four blanks and the merged second "a"
+    plt.close("all")
