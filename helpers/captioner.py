@@ -92,7 +92,7 @@ def masked_loss_and_accuracy(targets, logits, pad_id=0):
     return tf.reduce_sum(losses * mask) / count, tf.reduce_sum(correct * mask) / count
 
 
-def make_train_step(model, optimizer, clip_norm=5.0, replicas=1):
+def make_train_step(model, optimizer, clip_norm=5.0, replicas=1, input_signature=None):
     """A compiled train step: (images, image_index, tokens) -> (loss, accuracy, gradient norm).
 
     The loss returned is the masked cross-entropy; the gradient also includes any penalty the
@@ -101,9 +101,11 @@ def make_train_step(model, optimizer, clip_norm=5.0, replicas=1):
     Gradients are clipped by their global norm (notebook 02) before the optimizer sees them.
     replicas: under tf.distribute the optimizer *sums* the replicas' gradients, so each
     replica's loss is divided by their number (the clipping is then per replica).
+    input_signature: the (images, image_index, tokens) TensorSpecs, with None for the sizes
+    that change from batch to batch, so that the step is traced once.
     """
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, input_signature=input_signature)
     def train_step(images, image_index, tokens):
         with tf.GradientTape() as tape:
             logits = model(images, image_index, tokens, training=True)

@@ -247,21 +247,53 @@ def grounding_scores(model, data, images, boxes, max_len=30):
 # ----------------------------------------------------------------------------- training
 
 
-def _batch(images, inputs, tokens, captions_of):
-    """Inputs of ``images``, each with all its captions: (inputs, image_index, tokens)."""
-    rows = np.concatenate([captions_of[i] for i in images])
-    local = np.repeat(np.arange(len(images)), [len(captions_of[i]) for i in images])
-    return inputs[images], local, tokens[rows]
+def caption_pipeline(inputs, images, captions_of, tokens, batch_size, pad_to=None):
+    """The ``tf.data`` input pipeline of teacher forcing. Returns ``batches(order)``: a
+    dataset of one epoch, ``batch_size`` images at a time in the given order (positions in
+    ``images``; a last, smaller batch is dropped), each image with all its captions, the
+    captions padded to the **batch's** longest (not the data's: every padded step costs an
+    LSTM step). Elements: (inputs (B, ...), image_index (C,) int32 into the batch's images,
+    tokens (C, T_batch) int32).
 
-
-def _replica_batches(strategy, images, inputs, tokens, captions_of):
-    """One batch, or with several replicas one share of its images (and their captions) each."""
+    inputs: one row per image of the dataset; images: the training images' rows;
+    captions_of: {image row: caption rows of ``tokens``}; tokens (N, T) padded with 0.
+    pad_to: pad every batch to this length instead (a model that unrolls its steps in
+    Python, like ``ShowAttendTell``, is traced once per length).
+    """
     import tensorflow as tf
 
+    rows = np.concatenate([captions_of[i] for i in images])
+    lengths = (tokens[rows] != 0).sum(1)
+    # images -> their captions -> their tokens, without padding
+    captions = tf.RaggedTensor.from_nested_row_lengths(tokens[rows][tokens[rows] != 0],
+                                                       [[len(captions_of[i]) for i in images], lengths])
+    pixels = tf.constant(inputs[np.asarray(images)])
+
+    def assemble(positions):
+        batch = tf.gather(captions, positions)  # (B, captions, tokens), ragged
+        return (tf.gather(pixels, positions), tf.cast(batch.value_rowids(), tf.int32),
+                batch.values.to_tensor(0, shape=[None, pad_to]))
+
+    def batches(order):
+        return (tf.data.Dataset.from_tensor_slices(np.asarray(order)).batch(batch_size, drop_remainder=True)
+                .map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .prefetch(tf.data.AUTOTUNE))
+
+    return batches
+
+
+def _replica_batches(strategy, batch):
+    """One batch as it is, or with several replicas one share of its images (and their captions) each."""
     n = strategy.num_replicas_in_sync
     if n == 1:
-        return tuple(tf.constant(x) for x in _batch(images, inputs, tokens, captions_of))
-    shares = [_batch(part, inputs, tokens, captions_of) for part in np.array_split(images, n)]
+        return batch
+    import tensorflow as tf
+
+    inputs, image_index, tokens = (t.numpy() for t in batch)
+    shares = []
+    for part in np.array_split(np.arange(len(inputs)), n):
+        mine = (image_index >= part[0]) & (image_index <= part[-1])  # captions come grouped by image
+        shares.append((inputs[part], image_index[mine] - part[0], tokens[mine]))
     return tuple(
         strategy.experimental_distribute_values_from_function(lambda ctx, k=k: tf.constant(shares[ctx.replica_id_in_sync_group][k]))
         for k in range(3)
@@ -311,7 +343,12 @@ def train_captioner(args, log=print, progress=None):
         model.initial_state(tf.constant(data["inputs"][:1]))  # build the weights
         model(tf.constant(data["inputs"][:1]), tf.constant([0]), tf.constant(tokens[:1]))
         optimizer.build(model.trainable_variables)
-        train_step = make_train_step(model, optimizer, replicas=strategy.num_replicas_in_sync)
+        unrolled = hasattr(model, "teacher_forced")  # attention unrolls its steps: one caption length
+        pipeline = caption_pipeline(data["inputs"], train_images, captions_of, tokens, args.batch_size,
+                                    pad_to=tokens.shape[1] if unrolled else None)
+        # any number of images and captions (and, unless unrolled, of caption lengths): one trace
+        signature = [tf.TensorSpec((None, *spec.shape[1:]), spec.dtype) for spec in pipeline([0]).element_spec]
+        train_step = make_train_step(model, optimizer, replicas=strategy.num_replicas_in_sync, input_signature=signature)
 
     args.out.mkdir(parents=True, exist_ok=True)
     first_epoch, history = 0, []
@@ -326,13 +363,12 @@ def train_captioner(args, log=print, progress=None):
     val_images = data["images"][data["images"].split == "val"]
     val_images = val_images if len(val_images) else None
     for epoch in range(first_epoch, args.epochs):
-        order = np.random.default_rng([args.seed, epoch]).permutation(train_images)  # same order on resume
-        batches = [order[i : i + args.batch_size] for i in range(0, len(order) - args.batch_size + 1, args.batch_size)]
+        order = np.random.default_rng([args.seed, epoch]).permutation(len(train_images))  # same order on resume
         start, losses = time.perf_counter(), []
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=False,
-                   disable=None if progress is None else not progress)
-        for images in bar:
-            loss, accuracy, _ = strategy.run(train_step, args=_replica_batches(strategy, images, data["inputs"], tokens, captions_of))
+        bar = tqdm(pipeline(order), total=len(order) // args.batch_size, desc=f"epoch {epoch + 1}/{args.epochs}",
+                   unit="batch", leave=False, disable=None if progress is None else not progress)
+        for batch in bar:
+            loss, accuracy, _ = strategy.run(train_step, args=_replica_batches(strategy, batch))
             losses.append((float(strategy.reduce("MEAN", loss, None)), float(strategy.reduce("MEAN", accuracy, None))))
         loss, accuracy = np.mean(losses, axis=0)
         history.append({"epoch": epoch + 1, "loss": float(loss), "accuracy": float(accuracy),

@@ -1,0 +1,49 @@
+"""helpers.train.caption_pipeline: the tf.data input pipeline of teacher forcing, against a
+plain NumPy assembly of the same batches."""
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def toy():
+    rng = np.random.default_rng(0)
+    n_images = 11
+    inputs = rng.normal(size=(n_images, 4, 4, 3)).astype("float32")
+    captions_of, tokens, row = {}, [], 0
+    for image in range(n_images):
+        count = int(rng.integers(1, 4))  # images with different numbers of captions
+        captions_of[image] = np.arange(row, row + count)
+        for _ in range(count):
+            length = int(rng.integers(3, 9))
+            tokens.append(np.r_[1, rng.integers(4, 20, size=length - 2), 2, np.zeros(10 - length, int)])
+        row += count
+    return inputs, captions_of, np.array(tokens, np.int32)
+
+
+def test_batches_hold_each_image_with_all_its_captions_padded_to_the_batch(toy):
+    from helpers.train import caption_pipeline
+
+    inputs, captions_of, tokens = toy
+    images = np.array([0, 2, 3, 5, 6, 7, 8, 9, 10])  # the training images' rows (1 and 4 held out)
+    order = np.random.default_rng(1).permutation(len(images))
+    batches = list(caption_pipeline(inputs, images, captions_of, tokens, batch_size=4)(order))
+    assert len(batches) == 2  # 9 images in batches of 4: the last, smaller batch is dropped
+    for k, (x, image_index, batch_tokens) in enumerate(batches):
+        chosen = images[order[4 * k : 4 * k + 4]]
+        np.testing.assert_array_equal(x.numpy(), inputs[chosen])
+        rows = np.concatenate([captions_of[i] for i in chosen])
+        expected_index = np.repeat(np.arange(4), [len(captions_of[i]) for i in chosen])
+        np.testing.assert_array_equal(image_index.numpy(), expected_index)
+        longest = (tokens[rows] != 0).sum(1).max()
+        assert batch_tokens.shape == (len(rows), longest)  # the batch's longest, not the data's 10
+        np.testing.assert_array_equal(batch_tokens.numpy(), tokens[rows, :longest])
+        assert image_index.dtype.name == batch_tokens.dtype.name == "int32"
+
+
+def test_a_fixed_length_pads_every_batch_to_it(toy):
+    from helpers.train import caption_pipeline
+
+    inputs, captions_of, tokens = toy
+    batches = caption_pipeline(inputs, np.arange(8), captions_of, tokens, batch_size=4, pad_to=12)(np.arange(8))
+    assert [b[2].shape[1] for b in batches] == [12, 12]
+    assert batches.element_spec[2].shape.as_list() == [None, 12]
