@@ -458,7 +458,8 @@ def train_text_reader(args, log=print, progress=None):
 
 
 def load_trained(out):
-    """(model, vocabulary) of a finished or checkpointed run in folder ``out``."""
+    """(model, vocabulary) of a finished or checkpointed run in folder ``out``; for a
+    ``--model crnn`` run, (the CRNN, ``helpers.crnn.CHARSET``)."""
     import keras  # noqa: F401  (Keras before the model module, for its backend)
     import tensorflow as tf
 
@@ -467,10 +468,19 @@ def load_trained(out):
     from .text import Vocabulary
 
     out = Path(out)
-    for name in ("config.json", "vocab.json", CHECKPOINT):
+    for name in ("config.json", CHECKPOINT):
         if not (out / name).is_file():
             raise FileNotFoundError(f"no trained model in {out}: {name} is missing")
     saved = json.loads((out / "config.json").read_text())
+    if saved.get("class") == "CRNN":
+        from .crnn import CHARSET, build_crnn
+
+        model = build_crnn(**saved["model"])
+        with np.load(out / CHECKPOINT) as data:
+            model.set_weights([data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))])
+        return model, CHARSET
+    if not (out / "vocab.json").is_file():
+        raise FileNotFoundError(f"no trained model in {out}: vocab.json is missing")
     config = saved["model"]
     vocab = Vocabulary.from_tokens(json.loads((out / "vocab.json").read_text())["id_to_token"])
     model = {"ShowAndTell": ShowAndTell, "ShowAttendTell": ShowAttendTell}[saved.get("class", "ShowAndTell")](**config)

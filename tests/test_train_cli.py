@@ -106,6 +106,19 @@ def test_crnn_writes_cer_and_word_accuracy(crnn_run):
     assert "test CER greedy" in done.stdout and (out / "checkpoint.npz").is_file()
 
 
+def test_a_crnn_run_loads_back_and_reads_the_same(crnn_run):
+    from helpers.crnn import CHARSET, load_text_lines, read_text
+    from helpers.train import load_trained
+
+    lines, out, _ = crnn_run
+    model, charset = load_trained(out)
+    assert charset == CHARSET
+    images, texts = load_text_lines(lines, sizes={"train": 240, "val": 20, "test": 40}, progress=False)["test"]
+    saved = json.loads((out / "readings.json").read_text())
+    assert [r["text"] for r in saved] == texts
+    assert read_text(model, images) == [r["greedy"] for r in saved]
+
+
 def test_crnn_kill_9_then_resume_ends_with_the_same_metrics(crnn_run, tmp_path):
     lines, uninterrupted, _ = crnn_run
     out = tmp_path / "killed"
