@@ -1,8 +1,10 @@
-"""Train a captioner from the command line, with checkpoints, resume and test metrics.
+"""Train a captioner (or notebook 07's text reader) from the command line, with checkpoints,
+resume and test metrics.
 
     python -m helpers.train --model show_tell --out runs/show_tell
     python -m helpers.train --model show_tell --out runs/show_tell --resume
     python -m helpers.train --model attention --out runs/attention
+    python -m helpers.train --model crnn --out runs/crnn
     python -m helpers.train --model show_tell --data /data/flickr30k --encoder resnet50 \\
         --epochs 20 --strategy mirrored --out runs/flickr30k
 
@@ -12,7 +14,8 @@ metrics as an uninterrupted run, because each epoch's data order depends only on
 and the epoch number. DIR/metrics.json holds BLEU-1..4 and CIDEr on the test split for
 greedy and beam search, the number of epochs, and the share of generated captions that
 are not copied verbatim from a training caption; for ``--model attention`` on data with
-``boxes.json`` also ``grounding`` and ``grounding_uniform`` (see ``grounding_scores``).
+``boxes.json`` also ``grounding`` and ``grounding_uniform`` (see ``grounding_scores``); for
+``--model crnn`` the test ``cer`` and ``word_accuracy`` (see ``train_text_reader``).
 """
 import argparse
 import json
