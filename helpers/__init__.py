@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if (PROJECT_ROOT / "pyproject.toml").exists():  # a checkout, not a site-packages install
     os.environ.setdefault("KERAS_HOME", str(PROJECT_ROOT / ".keras"))
 
-__all__ = ["seed_everything", "shown_path", "PROJECT_ROOT"]
+__all__ = ["seed_everything", "shown_path", "write_atomic", "PROJECT_ROOT"]
 
 
 def shown_path(path):
@@ -24,6 +24,18 @@ def shown_path(path):
     path = Path(path)
     absolute = path.absolute()
     return absolute.relative_to(PROJECT_ROOT) if absolute.is_relative_to(PROJECT_ROOT) else path
+
+
+def write_atomic(path, write):
+    """Write a file so that a crash never leaves it torn: ``write(f)`` fills a temporary file
+    beside it, which then replaces ``path`` in one step (the old file stays whole until then)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def seed_everything(seed):

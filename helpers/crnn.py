@@ -6,13 +6,12 @@ into T = W / 4 = 32 frames, each a distribution over C = 37 classes: class 0 is 
 only NumPy and OpenCV; TensorFlow is imported by ``build_crnn`` and ``ctc_loss`` alone.
 """
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from . import shown_path
+from . import shown_path, write_atomic
 from .data import DATA_DIR, SHIPPED_CAPTIONS
 
 CHARSET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -162,10 +161,7 @@ def load_text_lines(root=None, seed=0, sizes=None, progress=True):
         start += n
     arrays = {f"{s}_images": im for s, (im, _) in splits.items()}
     arrays.update({f"{s}_texts": np.array(json.dumps(t)) for s, (_, t) in splits.items()})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)  # a crash never leaves a torn file under the real name
+    write_atomic(path, lambda f: np.savez(f, **arrays))  # a crash never leaves a torn file
     return splits
 
 
@@ -376,12 +372,16 @@ def frame_log_probs(model, images, batch_size=500):
     return np.concatenate(out) if out else np.zeros((0, WIDTH // 4, NUM_CLASSES), np.float32)
 
 
-def read_text(model, images, beam_width=None):
-    """The model's reading of each line: greedy CTC decoding, or prefix beam search."""
-    log_probs = frame_log_probs(model, images)
+def decode_lines(log_probs, beam_width=None):
+    """Texts of per-frame log-probs (N, T, C): greedy CTC decoding, or prefix beam search."""
     if beam_width is None:
         return [decode_classes(ids) for ids in ctc_greedy_decode(log_probs)]
     return [decode_classes(hyps[0][0]) for hyps in ctc_prefix_beam_search(log_probs, beam_width)]
+
+
+def read_text(model, images, beam_width=None):
+    """The model's reading of each line (N, H, W): greedy CTC decoding, or prefix beam search."""
+    return decode_lines(frame_log_probs(model, images), beam_width)
 
 
 def make_ctc_train_step(model, optimizer, clip_norm=5.0):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PROJECT_ROOT
+from . import PROJECT_ROOT, write_atomic
 
 DEFAULT_CACHE_DIR = PROJECT_ROOT / "data" / "cache" / "features"
 
@@ -229,11 +229,6 @@ def extract_features(encoder, paths, cache_dir=DEFAULT_CACHE_DIR, batch_size=32,
                     warnings.warn(f"feature cache shard {shard} is unreadable; computing it again", stacklevel=2)
         results[i] = _compute(encoder, chunk, batch_size, size, bar)
         if shard is not None:
-            tmp = shard.with_name(f".{shard.name}.tmp-{os.getpid()}")
-            with open(tmp, "wb") as f:
-                np.save(f, results[i])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, shard)  # atomic: the shard is complete or absent
+            write_atomic(shard, lambda f: np.save(f, results[i]))  # the shard is complete or absent
     bar.close()
     return np.concatenate(results)

@@ -19,13 +19,14 @@ are not copied verbatim from a training caption; for ``--model attention`` on da
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from . import write_atomic
 
 MODELS = ("show_tell", "attention", "crnn")
 MODEL_DEFAULTS = {"show_tell": {"epochs": 10, "batch_size": 32}, "attention": {"epochs": 10, "batch_size": 32},
@@ -37,17 +38,8 @@ class UsageError(ValueError):
     """Bad arguments or data, reported as one line."""
 
 
-def _write_atomic(path, write):
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # the old file stays whole until the new one is complete
-
-
 def write_json(path, obj):
-    _write_atomic(Path(path), lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+    write_atomic(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
 def parse_args(argv=None):
@@ -141,7 +133,12 @@ def save_checkpoint(out, model, optimizer, epoch, history):
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
     meta = json.dumps({"epoch": epoch, "history": history})
-    _write_atomic(out / CHECKPOINT, lambda f: np.savez(f, meta=np.array(meta), **arrays))
+    write_atomic(out / CHECKPOINT, lambda f: np.savez(f, meta=np.array(meta), **arrays))
+
+
+def _numbered(data, prefix):
+    """The arrays ``{prefix}0``, ``{prefix}1``, ... of an open checkpoint, in order."""
+    return [data[f"{prefix}{i}"] for i in range(sum(k.startswith(prefix) for k in data.files))]
 
 
 def load_checkpoint(out, model, optimizer):
@@ -151,8 +148,7 @@ def load_checkpoint(out, model, optimizer):
     try:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            weights = [data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))]
-            opt = [data[f"o{i}"] for i in range(sum(k.startswith("o") for k in data.files))]
+            weights, opt = _numbered(data, "w"), _numbered(data, "o")
     except (OSError, ValueError, KeyError) as err:
         raise UsageError(f"--resume: {path} is unreadable ({err})") from None
     try:
@@ -265,11 +261,10 @@ def caption_pipeline(inputs, images, captions_of, tokens, batch_size, pad_to=Non
     """
     import tensorflow as tf
 
-    rows = np.concatenate([captions_of[i] for i in images])
-    lengths = (tokens[rows] != 0).sum(1)
+    chosen = tokens[np.concatenate([captions_of[i] for i in images])]
     # images -> their captions -> their tokens, without padding
-    captions = tf.RaggedTensor.from_nested_row_lengths(tokens[rows][tokens[rows] != 0],
-                                                       [[len(captions_of[i]) for i in images], lengths])
+    captions = tf.RaggedTensor.from_nested_row_lengths(chosen[chosen != 0],
+                                                       [[len(captions_of[i]) for i in images], (chosen != 0).sum(1)])
     pixels = tf.constant(inputs[np.asarray(images)])
 
     def assemble(positions):
@@ -402,8 +397,8 @@ def train_text_reader(args, log=print, progress=None):
     from tqdm.auto import tqdm
 
     from . import seed_everything
-    from .crnn import (build_crnn, cer, ctc_greedy_decode, ctc_prefix_beam_search, decode_classes, frame_log_probs,
-                       line_inputs, load_text_lines, make_ctc_train_step, pad_labels, read_text, word_accuracy)
+    from .crnn import (build_crnn, cer, decode_lines, frame_log_probs, line_inputs, load_text_lines, make_ctc_train_step,
+                       pad_labels, read_text, word_accuracy)
 
     if args.strategy != "default":
         raise UsageError("--strategy mirrored is for the captioners; the CRNN trains on one device")
@@ -448,8 +443,7 @@ def train_text_reader(args, log=print, progress=None):
 
     test_images, test_texts = lines["test"]
     log_probs = frame_log_probs(model, test_images)
-    greedy = [decode_classes(ids) for ids in ctc_greedy_decode(log_probs)]
-    beam = [decode_classes(hyps[0][0]) for hyps in ctc_prefix_beam_search(log_probs, args.beam_width)]
+    greedy, beam = decode_lines(log_probs), decode_lines(log_probs, args.beam_width)
     metrics = {"cer": cer(test_texts, greedy), "word_accuracy": word_accuracy(test_texts, greedy),
                "prefix_beam": {"beam_width": args.beam_width, "cer": cer(test_texts, beam),
                                "word_accuracy": word_accuracy(test_texts, beam)},
@@ -480,7 +474,7 @@ def load_trained(out):
 
         model = build_crnn(**saved["model"])
         with np.load(out / CHECKPOINT) as data:
-            model.set_weights([data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))])
+            model.set_weights(_numbered(data, "w"))
         return model, CHARSET
     if not (out / "vocab.json").is_file():
         raise FileNotFoundError(f"no trained model in {out}: vocab.json is missing")
@@ -493,7 +487,7 @@ def load_trained(out):
         raise ValueError(f"{out} was trained on precomputed features; rebuild its encoder to use it")
     model(dummy, tf.constant([0]), tf.constant([[vocab.start_id, vocab.end_id]]))
     with np.load(out / CHECKPOINT) as data:
-        model.set_weights([data[f"w{i}"] for i in range(sum(k.startswith("w") for k in data.files))])
+        model.set_weights(_numbered(data, "w"))
     return model, vocab
 
 

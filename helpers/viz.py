@@ -268,8 +268,6 @@ def plot_ctc_alignment(ax, line, log_probs, charset, truth=None):
     """A text line with, under each of its T frames, that frame's most probable class:
     characters in black, blanks as grey dashes, and a character that repeats the previous
     frame's (merged away by CTC) in grey too. Returns the greedy reading."""
-    import numpy as np
-
     height, width = line.shape[:2]
     T = log_probs.shape[0]
     best = log_probs.argmax(-1)
