@@ -19,7 +19,8 @@ import numpy as np
 
 from . import PROJECT_ROOT, write_atomic
 
-DEFAULT_CACHE_DIR = PROJECT_ROOT / "data" / "cache" / "features"
+# COURSE_FEATURE_CACHE moves it, e.g. to a scratch disk at full scale
+DEFAULT_CACHE_DIR = Path(os.environ.get("COURSE_FEATURE_CACHE") or PROJECT_ROOT / "data" / "cache" / "features")
 
 # name: (keras.applications constructor, its preprocess_input module or None if built in, default size)
 APPLICATIONS = {
@@ -114,7 +115,7 @@ def build_encoder(name, weights="imagenet", input_size=None, spatial=False):
             with contextlib.nullcontext() if downloads_allowed() else _weights_from_disk_only():
                 backbone = getattr(keras.applications, constructor)(
                     input_shape=(size, size, 3),
-                    weights=None if weights is None else "imagenet",
+                    weights="imagenet" if weights == "imagenet" else None,  # a file loads below
                     include_top=name == "vgg16",  # fc2 sits in VGG's top
                 )
         except Exception as err:  # keras raises a bare Exception when the download fails
@@ -142,6 +143,30 @@ def build_encoder(name, weights="imagenet", input_size=None, spatial=False):
         model = keras.Model(inputs, features, name=f"{name}_encoder")
     model.course_key = _model_key(name, model, spatial)
     return model
+
+
+def unfreeze_top(encoder, layers):
+    """Fine-tuning: freeze ``encoder`` but for its last ``layers`` layers that hold weights.
+
+    Batch normalisation stays frozen (and so runs on its stored statistics): a caption batch
+    of a few dozen images would spoil the ImageNet ones. ``layers=0`` freezes everything.
+    Returns the names of the layers left trainable, bottom to top.
+    """
+    import keras
+
+    if layers < 0:
+        raise ValueError(f"layers must be 0 or more, got {layers}")
+
+    def leaves(model):  # nested models (the keras.applications backbone) opened up, in order
+        for layer in model.layers:
+            yield from leaves(layer) if isinstance(layer, keras.Model) else [layer]
+
+    weighted = [layer for layer in leaves(encoder) if layer.weights]
+    chosen = [layer for layer in weighted if not isinstance(layer, keras.layers.BatchNormalization)]
+    chosen = chosen[-layers:] if layers else []
+    for layer in weighted:
+        layer.trainable = any(layer is c for c in chosen)
+    return [layer.name for layer in chosen]
 
 
 def _model_key(name, model, spatial):

@@ -7,6 +7,8 @@ resume and test metrics.
     python -m helpers.train --model crnn --out runs/crnn
     python -m helpers.train --model show_tell --data /data/flickr30k --encoder resnet50 \\
         --epochs 20 --strategy mirrored --out runs/flickr30k
+    python -m helpers.train --model show_tell --data /data/flickr30k --encoder resnet50 \\
+        --fine-tune 10 --epochs 5 --out runs/flickr30k_fine_tuned
 
 DIR/checkpoint.npz is replaced atomically after every epoch (weights, optimizer state,
 history); ``--resume`` continues after the last finished epoch and ends with the same
@@ -32,6 +34,7 @@ MODELS = ("show_tell", "attention", "crnn")
 MODEL_DEFAULTS = {"show_tell": {"epochs": 10, "batch_size": 32}, "attention": {"epochs": 10, "batch_size": 32},
                   "crnn": {"epochs": 6, "batch_size": 64}}
 CHECKPOINT = "checkpoint.npz"
+FINE_TUNE_RATE = 0.1  # --fine-tune: the encoder's learning rate, as a share of the decoder's
 
 
 class UsageError(ValueError):
@@ -56,7 +59,15 @@ def parse_args(argv=None):
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--min-count", type=int, default=5, help="rarer words become <unk>")
     p.add_argument("--max-len", type=int, default=30, help="tokens per caption, <start> and <end> included")
-    p.add_argument("--image-size", type=int, default=96, help="input side for small_cnn")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input side: 96 for small_cnn (the default), 224 for a fine-tuned keras.applications encoder")
+    p.add_argument("--encoder-weights", default="imagenet",
+                   help="weights of a keras.applications encoder: imagenet (downloaded on first use), none "
+                        "(random), or a weights file")
+    p.add_argument("--fine-tune", type=int, default=0, metavar="N",
+                   help="--model show_tell with a keras.applications encoder: train its top N weighted layers "
+                        "with the decoder, at a tenth of the learning rate, on pixels instead of cached features "
+                        "(default 0: frozen)")
     p.add_argument("--attention-penalty", type=float, default=0.0,
                    help="lambda of the doubly stochastic attention penalty (--model attention; 0, the default, "
                         "is off: on the embedded data lambda = 1 blurs the maps, see notebook 06)")
@@ -72,12 +83,27 @@ def parse_args(argv=None):
     for name, value in MODEL_DEFAULTS[args.model].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.image_size is None:
+        args.image_size = 224 if args.fine_tune else 96
     for name in ("epochs", "batch_size", "beam_width", "min_count", "image_size", "lines"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.max_len < 3:
         p.error(f"--max-len must be at least 3 (<start>, a word, <end>), got {args.max_len}")
+    if args.fine_tune < 0:
+        p.error(f"--fine-tune must be 0 or more, got {args.fine_tune}")
     return p, args
+
+
+def encoder_weights(args):
+    """--encoder-weights as ``build_encoder`` takes it."""
+    if args.encoder_weights == "imagenet":
+        return "imagenet"
+    if args.encoder_weights.lower() == "none":
+        return None
+    if not Path(args.encoder_weights).is_file():
+        raise UsageError(f"--encoder-weights {args.encoder_weights} is neither imagenet, none, nor a file")
+    return args.encoder_weights
 
 
 # ----------------------------------------------------------------------------- data
@@ -94,6 +120,9 @@ def prepare_data(args, log, progress=None):
         raise UsageError(f"unknown encoder {args.encoder!r}; choose one of {', '.join(ENCODERS)}")
     if args.data is not None and not args.data.is_dir():
         raise UsageError(f"--data {args.data} is not a folder")
+    if args.fine_tune and (args.model != "show_tell" or args.encoder == "small_cnn"):
+        raise UsageError("--fine-tune is for --model show_tell with a keras.applications --encoder "
+                         "(small_cnn always trains end to end)")
     root = args.data or find_dataset()
     df = load_flickr30k(root)
     images = df.drop_duplicates("image").reset_index(drop=True)
@@ -104,14 +133,15 @@ def prepare_data(args, log, progress=None):
     train = df[df.split == "train"]
     vocab = Vocabulary(train.caption, min_count=args.min_count)
     log(f"{len(images):,} images, {len(df):,} captions from {shown_path(root)}; vocabulary of {len(vocab):,} tokens")
-    if args.encoder == "small_cnn":
+    if args.encoder == "small_cnn" or args.fine_tune:  # pixels: the encoder trains inside the model
         from tqdm.auto import tqdm
 
         size = (args.image_size, args.image_size)
         bar = tqdm(images.path, desc="Loading images", disable=None if progress is None else not progress)
         inputs = np.stack([load_image(p, size=size) for p in bar])
     else:
-        encoder = build_encoder(args.encoder, spatial=args.model == "attention")  # attention needs the grid
+        encoder = build_encoder(args.encoder, weights=encoder_weights(args),
+                                spatial=args.model == "attention")  # attention needs the grid
         inputs = extract_features(encoder, images.path, progress=progress is not False)
     return dict(df=df, images=images, row_of=row_of, train=train, vocab=vocab, inputs=inputs)
 
@@ -129,9 +159,14 @@ def encode_captions(vocab, captions, max_len):
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(out, model, optimizer, epoch, history):
+def _optimizer_variables(optimizers):
+    return [v for o in optimizers for v in o.variables]
+
+
+def save_checkpoint(out, model, optimizers, epoch, history):
+    """optimizers: a list (a fine-tuned encoder has an optimizer of its own)."""
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
-    arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+    arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(_optimizer_variables(optimizers))})
     meta = json.dumps({"epoch": epoch, "history": history})
     write_atomic(out / CHECKPOINT, lambda f: np.savez(f, meta=np.array(meta), **arrays))
 
@@ -141,7 +176,7 @@ def _numbered(data, prefix):
     return [data[f"{prefix}{i}"] for i in range(sum(k.startswith(prefix) for k in data.files))]
 
 
-def load_checkpoint(out, model, optimizer):
+def load_checkpoint(out, model, optimizers):
     path = out / CHECKPOINT
     if not path.is_file():
         raise UsageError(f"--resume: no checkpoint in {out}")
@@ -153,7 +188,7 @@ def load_checkpoint(out, model, optimizer):
         raise UsageError(f"--resume: {path} is unreadable ({err})") from None
     try:
         model.set_weights(weights)
-        for var, value in zip(optimizer.variables, opt, strict=True):
+        for var, value in zip(_optimizer_variables(optimizers), opt, strict=True):
             var.assign(value)
     except ValueError as err:
         raise UsageError(f"--resume: {path} does not fit this model and these arguments ({err})") from None
@@ -299,6 +334,11 @@ def _replica_batches(strategy, batch):
 def build_model(name, vocab_size, args):
     """The captioner ``--model name`` trains: Show and Tell, or Show, Attend and Tell."""
     encoder = "small_cnn" if args.encoder == "small_cnn" else None
+    if args.fine_tune:
+        from .captioner import ShowAndTell
+
+        return ShowAndTell(vocab_size, encoder=args.encoder, image_size=args.image_size, image_as="state",
+                           fine_tune=args.fine_tune, encoder_weights=encoder_weights(args))
     if name == "attention":
         from .attention import ShowAttendTell
 
@@ -338,23 +378,31 @@ def train_captioner(args, log=print, progress=None):
         optimizer = keras.optimizers.Adam(args.learning_rate)
         model.initial_state(tf.constant(data["inputs"][:1]))  # build the weights
         model(tf.constant(data["inputs"][:1]), tf.constant([0]), tf.constant(tokens[:1]))
-        optimizer.build(model.trainable_variables)
+        encoder_vars = model.cnn.trainable_variables if args.fine_tune else []
+        optimizer.build([v for v in model.trainable_variables if not any(v is e for e in encoder_vars)])
+        optimizers = [optimizer]
+        if args.fine_tune:  # the pretrained layers move ten times more slowly than the decoder
+            optimizers.append(keras.optimizers.Adam(args.learning_rate * FINE_TUNE_RATE))
+            optimizers[1].build(encoder_vars)
+            log(f"fine-tuning the top {args.fine_tune} weighted layers of {args.encoder}: "
+                f"{', '.join(model.fine_tuned_layers)}")
         unrolled = hasattr(model, "teacher_forced")  # attention unrolls its steps: one caption length
         pipeline = caption_pipeline(data["inputs"], train_images, captions_of, tokens, args.batch_size,
                                     pad_to=tokens.shape[1] if unrolled else None)
         # any number of images, captions and caption lengths: one trace (an unrolled model keeps
         # its static shapes, which its long graph needs to run fast)
         signature = None if unrolled else [tf.TensorSpec((None, *s.shape[1:]), s.dtype) for s in pipeline([0]).element_spec]
-        train_step = make_train_step(model, optimizer, replicas=strategy.num_replicas_in_sync, input_signature=signature)
+        train_step = make_train_step(model, optimizer, replicas=strategy.num_replicas_in_sync, input_signature=signature,
+                                     encoder_optimizer=optimizers[1] if args.fine_tune else None)
 
     args.out.mkdir(parents=True, exist_ok=True)
     first_epoch, history = 0, []
     if args.resume:
-        first_epoch, history = load_checkpoint(args.out, model, optimizer)
+        first_epoch, history = load_checkpoint(args.out, model, optimizers)
         log(f"resuming after epoch {first_epoch}")
     write_json(args.out / "vocab.json", {"id_to_token": vocab.id_to_token})
     write_json(args.out / "config.json", {"model": model.get_config(), "args": {k: str(v) for k, v in vars(args).items()},
-                                          "class": type(model).__name__})
+                                          "class": type(model).__name__, "input_shape": list(data["inputs"].shape[1:])})
 
     boxes = _boxes(data["images"]) if hasattr(model, "teacher_forced") else None
     val_images = data["images"][data["images"].split == "val"]
@@ -375,7 +423,7 @@ def train_captioner(args, log=print, progress=None):
                         "seconds": round(time.perf_counter() - start, 1)})
         if boxes and val_images is not None:  # attention: how well it looks, on held-out images
             history[-1]["val_grounding"], _ = grounding_scores(model, data, val_images, boxes, args.max_len)
-        save_checkpoint(args.out, model, optimizer, epoch + 1, history)
+        save_checkpoint(args.out, model, optimizers, epoch + 1, history)
         log(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.3f}, accuracy {accuracy:.3f}"
             + (f", validation grounding {history[-1]['val_grounding']:.2f}" if "val_grounding" in history[-1] else "")
             + f" ({history[-1]['seconds']:.0f} s)")
@@ -420,7 +468,7 @@ def train_text_reader(args, log=print, progress=None):
     args.out.mkdir(parents=True, exist_ok=True)
     first_epoch, history = 0, []
     if args.resume:
-        first_epoch, history = load_checkpoint(args.out, model, optimizer)
+        first_epoch, history = load_checkpoint(args.out, model, [optimizer])
         log(f"resuming after epoch {first_epoch}")
     write_json(args.out / "config.json", {"model": {}, "args": {k: str(v) for k, v in vars(args).items()}, "class": "CRNN"})
     val_images, val_texts = lines["val"]
@@ -437,7 +485,7 @@ def train_text_reader(args, log=print, progress=None):
         val_cer = cer(val_texts, read_text(model, val_images))
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_cer": val_cer,
                         "seconds": round(time.perf_counter() - start, 1)})
-        save_checkpoint(args.out, model, optimizer, epoch + 1, history)
+        save_checkpoint(args.out, model, [optimizer], epoch + 1, history)
         log(f"epoch {epoch + 1}/{args.epochs}: CTC loss {history[-1]['loss']:.3f}, validation CER {val_cer:.4f} "
             f"({history[-1]['seconds']:.0f} s)")
 
@@ -456,7 +504,13 @@ def train_text_reader(args, log=print, progress=None):
 
 def load_trained(out):
     """(model, vocabulary) of a finished or checkpointed run in folder ``out``; for a
-    ``--model crnn`` run, (the CRNN, ``helpers.crnn.CHARSET``)."""
+    ``--model crnn`` run, (the CRNN, ``helpers.crnn.CHARSET``).
+
+    The model takes what it was trained on: pixels for small_cnn and fine-tuned runs (the
+    encoder's weights come from the checkpoint, nothing is downloaded); for a run on cached
+    features (a frozen keras.applications ``--encoder``), those features, from
+    ``build_encoder(name, spatial=...)`` and ``extract_features`` (config.json's ``args``
+    names the encoder and its weights)."""
     import keras  # noqa: F401  (Keras before the model module, for its backend)
     import tensorflow as tf
 
@@ -480,12 +534,17 @@ def load_trained(out):
         raise FileNotFoundError(f"no trained model in {out}: vocab.json is missing")
     config = saved["model"]
     vocab = Vocabulary.from_tokens(json.loads((out / "vocab.json").read_text())["id_to_token"])
+    if "encoder_weights" in config:
+        config["encoder_weights"] = None  # the checkpoint holds them: download nothing
     model = {"ShowAndTell": ShowAndTell, "ShowAttendTell": ShowAttendTell}[saved.get("class", "ShowAndTell")](**config)
-    size = config["image_size"]
-    dummy = tf.zeros((1, size, size, 3)) if config["encoder"] else None
-    if dummy is None:
-        raise ValueError(f"{out} was trained on precomputed features; rebuild its encoder to use it")
-    model(dummy, tf.constant([0]), tf.constant([[vocab.start_id, vocab.end_id]]))
+    if config["encoder"]:
+        shape = (config["image_size"], config["image_size"], 3)
+    elif "input_shape" in saved:
+        shape = saved["input_shape"]
+    else:
+        raise ValueError(f"{out} was trained on precomputed features by an older version that did not record "
+                         f"their shape; train it again to load it")
+    model(tf.zeros((1, *shape)), tf.constant([0]), tf.constant([[vocab.start_id, vocab.end_id]]))
     with np.load(out / CHECKPOINT) as data:
         model.set_weights(_numbered(data, "w"))
     return model, vocab

@@ -70,6 +70,9 @@ def test_kill_9_then_resume_ends_with_the_same_metrics(small, uninterrupted, tmp
     (["--data", "/nonexistent/flickr"], "--data /nonexistent/flickr is not a folder"),
     (["--resume"], "--resume: no checkpoint in"),
     (["--batch-size", "500"], "--batch-size 500 is larger than the"),
+    (["--fine-tune", "2"], "--fine-tune is for --model show_tell with a keras.applications --encoder"),
+    (["--fine-tune", "-1"], "--fine-tune must be 0 or more"),
+    (["--encoder", "resnet50", "--encoder-weights", "/nonexistent.weights.h5"], "is neither imagenet, none, nor a file"),
 ])
 def test_bad_arguments_give_one_line(small, tmp_path, args, message):
     base = [*FAST, "--out", tmp_path / "x", "--epochs", "1"]
@@ -198,3 +201,62 @@ def test_a_saved_run_loads_back_and_captions_the_same(uninterrupted, small):
     assert [vocab.decode(o[0][0]) or "<empty>" for o in out] == [saved[n] for n in test.image]
     with pytest.raises(FileNotFoundError, match="no trained model in .*: config.json is missing"):
         load_trained(uninterrupted.parent / "nothing")
+
+
+FINE_TUNE = [*FAST, "--encoder", "resnet50", "--encoder-weights", "none", "--fine-tune", "2"]
+
+
+def test_fine_tuning_resumes_to_the_same_metrics_and_loads_back(small, tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from helpers.data import load_flickr30k, load_image
+    from helpers.decoding import greedy_decode
+    from helpers.train import load_trained
+
+    full, split = tmp_path / "full", tmp_path / "split"
+    done = run(*FINE_TUNE, "--data", small, "--epochs", 2, "--out", full)
+    assert done.returncode == 0, done.stderr
+    assert "fine-tuning the top 2 weighted layers of resnet50: conv5_block3_2_conv, conv5_block3_3_conv" in done.stdout
+    # two optimizers in the checkpoint (the encoder has its own): stop after one epoch, resume for the second
+    assert run(*FINE_TUNE, "--data", small, "--epochs", 1, "--out", split).returncode == 0
+    resumed = run(*FINE_TUNE, "--data", small, "--epochs", 2, "--out", split, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (json.loads((out / "metrics.json").read_text()) for out in (full, split))
+    assert b["greedy"] == a["greedy"] and [h["loss"] for h in b["history"]] == [h["loss"] for h in a["history"]]
+
+    model, vocab = load_trained(full)  # the encoder's weights come from the checkpoint
+    assert model.config["fine_tune"] == 2 and len(model.cnn.trainable_variables) == 4
+    test = load_flickr30k(small).query("split == 'test'").drop_duplicates("image")
+    x = tf.constant(np.stack([load_image(p, size=(32, 32)) for p in test.path]))
+    out = greedy_decode(model.step, model.initial_state(x), vocab.start_id, vocab.end_id, 20)
+    saved = json.loads((full / "captions.json").read_text())["greedy"]
+    assert [vocab.decode(o[0][0]) or "<empty>" for o in out] == [saved[n] for n in test.image]
+
+
+def test_a_run_on_cached_features_loads_back_and_captions_the_same(small, tmp_path, monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    from helpers.data import load_flickr30k
+    from helpers.decoding import greedy_decode
+    from helpers.features import build_encoder, extract_features
+    from helpers.train import load_trained
+
+    weights = tmp_path / "mobilenet.weights.h5"  # a weights file stands in for the ImageNet download
+    keras.applications.MobileNetV3Small(input_shape=(224, 224, 3), weights=None, include_top=False).save_weights(weights)
+    monkeypatch.setenv("COURSE_FEATURE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "features"
+    done = run(*FAST, "--encoder", "mobilenet_v3_small", "--encoder-weights", weights, "--data", small,
+               "--epochs", 1, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "cache").glob("mobilenet_v3_small-224px-pooled-*/*.npy"))  # cached where it was told
+
+    model, vocab = load_trained(out)
+    assert model.cnn is None  # it takes the 576-d features, not pixels
+    test = load_flickr30k(small).query("split == 'test'").drop_duplicates("image")
+    features = extract_features(build_encoder("mobilenet_v3_small", weights=str(weights)), test.path, cache_dir=None,
+                                progress=False)
+    decoded = greedy_decode(model.step, model.initial_state(tf.constant(features)), vocab.start_id, vocab.end_id, 20)
+    saved = json.loads((out / "captions.json").read_text())["greedy"]
+    assert [vocab.decode(o[0][0]) or "<empty>" for o in decoded] == [saved[n] for n in test.image]
