@@ -123,6 +123,7 @@ def prepare_data(args, log, progress=None):
     if args.fine_tune and (args.model != "show_tell" or args.encoder == "small_cnn"):
         raise UsageError("--fine-tune is for --model show_tell with a keras.applications --encoder "
                          "(small_cnn always trains end to end)")
+    weights = encoder_weights(args)  # a bad --encoder-weights stops before any image is read
     root = args.data or find_dataset()
     df = load_flickr30k(root)
     images = df.drop_duplicates("image").reset_index(drop=True)
@@ -140,8 +141,7 @@ def prepare_data(args, log, progress=None):
         bar = tqdm(images.path, desc="Loading images", disable=None if progress is None else not progress)
         inputs = np.stack([load_image(p, size=size) for p in bar])
     else:
-        encoder = build_encoder(args.encoder, weights=encoder_weights(args),
-                                spatial=args.model == "attention")  # attention needs the grid
+        encoder = build_encoder(args.encoder, weights=weights, spatial=args.model == "attention")  # attention: the grid
         inputs = extract_features(encoder, images.path, progress=progress is not False)
     return dict(df=df, images=images, row_of=row_of, train=train, vocab=vocab, inputs=inputs)
 
