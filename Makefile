@@ -39,15 +39,12 @@ $(KERNEL_CONFIG): | $(STAMP)
 lab: setup
 	$(BIN)/jupyter lab notebooks/
 
-# Every notebook, top to bottom, in a fresh kernel; executed copies go to build/.
-# CELL_TIMEOUT bounds one cell; nbclient now and then misses the reply to a cell that shows a
-# widget and only goes on after this many seconds (jupyter/nbclient#312). The longest cell at
-# the default sizes takes about 2.5 minutes; raise it for full-scale runs.
+# Every notebook, top to bottom, in a fresh kernel; executed copies go to build/. helpers.headless
+# is nbconvert --execute, but it does not stall after a widget cell (jupyter/nbclient#312).
+# CELL_TIMEOUT bounds one cell: the longest at the default sizes takes about 2.5 minutes.
 CELL_TIMEOUT ?= 600
 run: setup
-	@mkdir -p build
-	$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=$(CELL_TIMEOUT) \
-		--output-dir build notebooks/[0-9]*.ipynb
+	$(BIN)/python -m helpers.headless --timeout $(CELL_TIMEOUT) --out-dir build notebooks/[0-9]*.ipynb
 
 # COURSE_OFFLINE: encoders use only weights already on disk, so no test ever downloads
 test: setup

@@ -1,0 +1,82 @@
+"""Run notebooks top to bottom without a browser, as ``make run`` does.
+
+    python -m helpers.headless [--timeout S] [--out-dir DIR] NOTEBOOK [NOTEBOOK ...]
+
+Like ``jupyter nbconvert --to notebook --execute --output-dir DIR``, with one difference
+that matters here: after a cell that shows a widget, nbclient sometimes sees the cell's reply
+only when its wait for it times out (jupyter/nbclient#312; the reply is on the socket, but
+pyzmq's asyncio poll misses the wake-up), which stalled ``make run`` for a whole cell
+timeout. Waiting in slices of ``POLL_S`` seconds looks at the socket again after each slice,
+so such a reply is seen within a second.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+POLL_S = 1.0
+
+
+def sliced(get_msg, poll_s=POLL_S):
+    """Wrap a channel's ``async get_msg(self, timeout=None)`` so that it waits at most
+    ``poll_s`` seconds at a time, until ``timeout`` (None: for ever) has passed; then it
+    raises ``queue.Empty``, as the original does."""
+    from queue import Empty
+
+    async def get_msg_in_slices(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await get_msg(self, poll_s if left is None else min(poll_s, left))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    get_msg_in_slices.original = get_msg
+    return get_msg_in_slices
+
+
+def run_notebook(path, out_dir, timeout):
+    """Execute ``path`` in a fresh kernel, in its own folder, and write the result to
+    ``out_dir``; returns the seconds it took. A failing cell raises nbclient's
+    ``CellExecutionError``, which names the cell and the error."""
+    import nbformat
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from nbclient import NotebookClient
+
+    if not hasattr(AsyncZMQSocketChannel.get_msg, "original"):
+        AsyncZMQSocketChannel.get_msg = sliced(AsyncZMQSocketChannel.get_msg)
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, resources={"metadata": {"path": str(path.parent)}}).execute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out_dir / path.name)
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m helpers.headless", description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--timeout", type=int, default=600, help="seconds one cell may take (default 600)")
+    parser.add_argument("--out-dir", type=Path, default=Path("build"), help="where the executed copies go (default build/)")
+    args = parser.parse_args(argv)
+    for path in args.notebooks:
+        if not path.is_file():
+            parser.exit(2, f"error: notebook {path} does not exist\n")
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    for path in args.notebooks:
+        print(f"{path.name} ...", end=" ", flush=True)
+        try:
+            seconds = run_notebook(path, args.out_dir, args.timeout)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+            print("failed")
+            what = f"{err.ename}: {err.evalue}" if getattr(err, "ename", None) else str(err).strip().splitlines()[0]
+            parser.exit(1, f"error: {path}: {what}\n")
+        print(f"{seconds:.0f} s -> {args.out_dir / path.name}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

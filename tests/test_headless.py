@@ -1,0 +1,89 @@
+"""python -m helpers.headless (make run): waits for kernel messages in slices, executes
+notebooks into another folder, and names a failing notebook and its error in one line."""
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from queue import Empty
+
+import pytest
+
+from helpers import PROJECT_ROOT
+
+
+class Channel:
+    """A stand-in for a kernel channel: empty for ``empty_for`` calls, then a message."""
+
+    def __init__(self, empty_for):
+        self.empty_for, self.waits = empty_for, []
+
+    async def get_msg(self, timeout=None):
+        self.waits.append(timeout)
+        if len(self.waits) <= self.empty_for:
+            await asyncio.sleep(timeout or 0)
+            raise Empty
+        return {"msg": len(self.waits)}
+
+
+def test_a_wait_is_cut_into_slices_and_still_returns_the_message():
+    from helpers.headless import sliced
+
+    channel = Channel(empty_for=3)
+    get_msg = sliced(Channel.get_msg, poll_s=0.01)
+    assert asyncio.run(get_msg(channel, timeout=None)) == {"msg": 4}  # no timeout: slices until it comes
+    assert channel.waits == [0.01] * 4
+    channel = Channel(empty_for=2)
+    assert asyncio.run(get_msg(channel, timeout=5)) == {"msg": 3}
+    assert all(w <= 0.01 for w in channel.waits)
+
+
+def test_a_wait_still_ends_at_its_timeout():
+    from helpers.headless import sliced
+
+    channel = Channel(empty_for=10**6)
+    start = time.monotonic()
+    with pytest.raises(Empty):
+        asyncio.run(sliced(Channel.get_msg, poll_s=0.02)(channel, timeout=0.1))
+    assert 0.1 <= time.monotonic() - start < 1.0
+    assert 4 <= len(channel.waits) and max(channel.waits) <= 0.02
+
+
+def write_notebook(path, cells):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def run(*args):
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+    return subprocess.run([sys.executable, "-m", "helpers.headless", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_notebooks_run_in_their_folder_and_land_in_the_output_folder(tmp_path):
+    import nbformat
+
+    (tmp_path / "here.txt").write_text("found")
+    write_notebook(tmp_path / "a.ipynb", [
+        "import ipywidgets as w\nw.interact(lambda x: print('x =', x), x=(0, 4))",
+        "print(open('here.txt').read())",  # the notebook's folder is the working directory
+    ])
+    done = run("--out-dir", tmp_path / "out", tmp_path / "a.ipynb")
+    assert done.returncode == 0, done.stderr
+    nb = nbformat.read(tmp_path / "out" / "a.ipynb", as_version=4)
+    assert nb.cells[1].outputs[0]["text"] == "found\n"
+    assert "a.ipynb" in done.stdout and not nbformat.read(tmp_path / "a.ipynb", as_version=4).cells[1].outputs
+
+
+def test_a_failing_cell_is_named_in_one_line(tmp_path):
+    write_notebook(tmp_path / "bad.ipynb", ["x = 1", "raise ValueError('the data are missing')"])
+    done = run("--out-dir", tmp_path / "out", tmp_path / "bad.ipynb")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'bad.ipynb'}: ValueError")
+    assert "the data are missing" in done.stderr.strip().splitlines()[-1]
+    missing = run(tmp_path / "nothing.ipynb")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
