@@ -161,6 +161,7 @@ def unfreeze_top(encoder, layers):
         for layer in model.layers:
             yield from leaves(layer) if isinstance(layer, keras.Model) else [layer]
 
+    encoder.trainable = True  # (a frozen container would hide its layers' weights from training)
     weighted = [layer for layer in leaves(encoder) if layer.weights]
     chosen = [layer for layer in weighted if not isinstance(layer, keras.layers.BatchNormalization)]
     chosen = chosen[-layers:] if layers else []

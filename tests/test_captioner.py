@@ -69,6 +69,7 @@ def test_unfreeze_top_leaves_exactly_the_top_weighted_layers_trainable_and_batch
     from helpers.features import build_encoder, unfreeze_top
 
     encoder = build_encoder("mobilenet_v3_small", weights=None, input_size=32)
+    encoder.trainable = False  # as after a first, frozen phase
     names = unfreeze_top(encoder, 4)
     backbone = next(layer for layer in encoder.layers if isinstance(layer, keras.Model))
     expected = [layer.name for layer in backbone.layers
