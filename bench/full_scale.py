@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import helpers  # noqa: E402  (quiets TensorFlow first)
+import helpers  # noqa: E402, F401  (quiets TensorFlow first)
 
 warnings.filterwarnings("ignore", message=".*repaired")  # the real file's known HTML entities
 
@@ -45,6 +45,7 @@ def real_captions(path, max_len, min_count=5):
 
     from helpers.data import read_captions
     from helpers.text import Vocabulary
+    from helpers.train import encode_captions
 
     df = read_captions(path)
     train = set((ROOT / "data" / "karpathy_split" / "train_images.txt").read_text().split())
@@ -52,11 +53,8 @@ def real_captions(path, max_len, min_count=5):
         df = df[df.image.isin(train)]
     df = df[df.groupby("image").caption.transform("size") == CAPTIONS_PER_IMAGE].sort_values(["image", "caption_id"])
     vocab = Vocabulary(df.caption, min_count=min_count)
-    tokens = np.zeros((len(df), max_len), np.int32)
-    for row, caption in enumerate(df.caption):
-        ids = vocab.encode(caption)
-        ids = ids if len(ids) <= max_len else ids[: max_len - 1] + [vocab.end_id]  # as the command line cuts
-        tokens[row, : len(ids)] = ids
+    tokens = encode_captions(vocab, df.caption, max_len)  # as the command line cuts them
+    tokens = np.pad(tokens, ((0, 0), (0, max_len - tokens.shape[1])))  # one length: one compiled step
     return tokens.reshape(-1, CAPTIONS_PER_IMAGE, max_len), len(vocab), df.image.nunique(), len(df)
 
 

@@ -14,10 +14,10 @@ train with the decoder; give ``make_train_step`` an ``encoder_optimizer`` with a
 learning rate so that the first, large decoder gradients do not wreck the ImageNet features.
 """
 import keras
-import numpy as np
 import tensorflow as tf
 
 from .features import APPLICATIONS, build_encoder, small_cnn, unfreeze_top
+from .text import pad_captions  # noqa: F401  (notebook 04 imports it from here)
 
 
 class ShowAndTell(keras.Model):
@@ -114,6 +114,15 @@ def masked_loss_and_accuracy(targets, logits, pad_id=0):
     return tf.reduce_sum(losses * mask) / count, tf.reduce_sum(correct * mask) / count
 
 
+def trainable_parts(model, encoder_apart):
+    """(decoder variables, encoder variables): with ``encoder_apart`` the trainable variables of
+    ``model.cnn`` (a fine-tuned encoder, with an optimizer of its own) apart from the rest; else
+    every trainable variable in the first list."""
+    encoder = list(model.cnn.trainable_variables) if encoder_apart else []
+    ids = {id(v) for v in encoder}
+    return [v for v in model.trainable_variables if id(v) not in ids], encoder
+
+
 def make_train_step(model, optimizer, clip_norm=5.0, replicas=1, input_signature=None, encoder_optimizer=None):
     """A compiled train step: (images, image_index, tokens) -> (loss, accuracy, gradient norm).
 
@@ -138,8 +147,7 @@ def make_train_step(model, optimizer, clip_norm=5.0, replicas=1, input_signature
             objective = loss + tf.add_n(model.losses) if model.losses else loss  # e.g. attention's penalty
             scaled = objective / replicas
         # (listed after the call, which builds the weights on the first trace)
-        encoder_vars = list(model.cnn.trainable_variables) if encoder_optimizer is not None else []
-        decoder_vars = [v for v in model.trainable_variables if not any(v is e for e in encoder_vars)]
+        decoder_vars, encoder_vars = trainable_parts(model, encoder_optimizer is not None)
         grads = tape.gradient(scaled, decoder_vars + encoder_vars)
         # the embedding's gradient comes as slices, one per token read; a word read twice has two,
         # and their norms would add up wrongly: sum them into one dense gradient first
@@ -151,14 +159,3 @@ def make_train_step(model, optimizer, clip_norm=5.0, replicas=1, input_signature
         return loss, accuracy, norm
 
     return train_step
-
-
-def pad_captions(encoded, length=None, pad_id=0):
-    """List of id lists -> int32 array (C, T), padded with ``pad_id`` (T: the longest)."""
-    length = length or max(len(e) for e in encoded)
-    out = np.full((len(encoded), length), pad_id, dtype=np.int32)
-    for i, ids in enumerate(encoded):
-        if len(ids) > length:
-            raise ValueError(f"caption {i} has {len(ids)} tokens, more than the padded length {length}")
-        out[i, : len(ids)] = ids
-    return out

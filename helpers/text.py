@@ -2,6 +2,8 @@
 import re
 from collections import Counter
 
+import numpy as np
+
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
 
@@ -81,3 +83,14 @@ class Vocabulary:
             if i > self.unk_id:
                 words.append(self.id_to_token[i])
         return " ".join(words)
+
+
+def pad_captions(encoded, length=None, pad_id=0):
+    """List of id lists -> int32 array (C, T), padded with ``pad_id`` (T: the longest)."""
+    length = length or max(len(e) for e in encoded)
+    out = np.full((len(encoded), length), pad_id, dtype=np.int32)
+    for i, ids in enumerate(encoded):
+        if len(ids) > length:
+            raise ValueError(f"caption {i} has {len(ids)} tokens, more than the padded length {length}")
+        out[i, : len(ids)] = ids
+    return out

@@ -147,7 +147,9 @@ def prepare_data(args, log, progress=None):
 
 
 def encode_captions(vocab, captions, max_len):
-    from .captioner import pad_captions
+    """Captions -> int32 ids (C, T) with ``<start>``/``<end>``, cut to ``max_len`` tokens (the
+    last kept is ``<end>``) and padded to the longest. NumPy only."""
+    from .text import pad_captions
 
     encoded = []
     for c in captions:
@@ -360,7 +362,7 @@ def train_captioner(args, log=print, progress=None):
     from tqdm.auto import tqdm
 
     from . import seed_everything
-    from .captioner import make_train_step
+    from .captioner import make_train_step, trainable_parts
 
     seed_everything(args.seed)
     data = prepare_data(args, log, progress)
@@ -378,8 +380,8 @@ def train_captioner(args, log=print, progress=None):
         optimizer = keras.optimizers.Adam(args.learning_rate)
         model.initial_state(tf.constant(data["inputs"][:1]))  # build the weights
         model(tf.constant(data["inputs"][:1]), tf.constant([0]), tf.constant(tokens[:1]))
-        encoder_vars = model.cnn.trainable_variables if args.fine_tune else []
-        optimizer.build([v for v in model.trainable_variables if not any(v is e for e in encoder_vars)])
+        decoder_vars, encoder_vars = trainable_parts(model, bool(args.fine_tune))
+        optimizer.build(decoder_vars)
         optimizers = [optimizer]
         if args.fine_tune:  # the pretrained layers move ten times more slowly than the decoder
             optimizers.append(keras.optimizers.Adam(args.learning_rate * FINE_TUNE_RATE))
