@@ -1,4 +1,5 @@
 # make lab | make run | make test -- each sets up .venv first if it is missing or stale.
+# make test-fast (the unit tests alone) | make lint | make format -- for work on the course.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -11,22 +12,31 @@ TF ?= $(shell if [ "$$(uname -s)" = Linux ] && { [ -n "$$CI" ] || ! command -v n
                 then echo tensorflow-cpu; else echo tensorflow; fi)
 OTHER_TF := $(if $(filter tensorflow-cpu,$(TF)),tensorflow,tensorflow-cpu)
 STAMP := $(VENV)/.installed-$(TF)
+BACKENDS_STAMP := $(VENV)/.installed-backends
 KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
 
 export KERAS_HOME := $(CURDIR)/.keras
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 
-.PHONY: setup lab run test clean
+.PHONY: setup lab run notebooks test test-fast lint format clean
 setup: $(STAMP) $(KERNEL_CONFIG)
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "The course needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1). Run make PYTHON=python3.11 ..."; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# the two TensorFlow builds share the `tensorflow` module: never keep both
 	@if [ -e $(VENV)/.installed-$(OTHER_TF) ]; then $(BIN)/python -m pip uninstall --yes --quiet $(OTHER_TF); fi
 	$(BIN)/python -m pip install --quiet -e ".[$(TF),test]"
 	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# The tests also run the models under Keras's JAX and NumPy backends (as bench/full_scale.py does on
+# GPU machines without TensorFlow): JAX comes with the first `make test`, not with `make lab`.
+$(BACKENDS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[$(TF),test,backends]"
 	@touch $@
 
 # The course's kernels leave C-level stdout/stderr (TensorFlow's C++ log lines) on the terminal
@@ -46,9 +56,26 @@ CELL_TIMEOUT ?= 600
 run: setup
 	$(BIN)/python -m helpers.headless --timeout $(CELL_TIMEOUT) --out-dir build notebooks/[0-9]*.ipynb
 
+# The same, but in place: the notebooks to commit after a change (README, "Working on the course")
+notebooks: setup
+	$(BIN)/python -m helpers.headless --timeout $(CELL_TIMEOUT) --out-dir notebooks notebooks/[0-9]*.ipynb
+
 # COURSE_OFFLINE: encoders use only weights already on disk, so no test ever downloads
-test: setup
+test: setup $(BACKENDS_STAMP)
 	COURSE_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
+
+# The unit tests alone (no training runs, notebooks, benchmarks or other processes): a couple of minutes
+test-fast: setup $(BACKENDS_STAMP)
+	COURSE_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" tests
+
+# ruff's lint and format checks, configured in pyproject.toml; `make format` applies them
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf build .pytest_cache data/mini_flickr

@@ -9,6 +9,7 @@ random weights (it never emits ``<end>``, so every caption runs to ``--max-len``
 slowest case). Prints the timings and, as its last line, a JSON object with "ratio"
 (per-image time / batched time) and "beam_over_greedy" (batched beam / batched greedy).
 """
+
 import argparse
 import json
 import sys
@@ -44,13 +45,13 @@ def main():
 
     from helpers.captioner import ShowAndTell
     from helpers.decoding import beam_search, greedy_decode
-    from helpers.train import load_trained
+    from helpers.training import load_trained
 
     helpers.seed_everything(0)
     try:
         model, vocab = load_trained(args.run_dir)
         source = f"trained model in {helpers.shown_path(args.run_dir)}"
-        size, vocab_size, start_id, end_id = model.config["image_size"], len(vocab), vocab.start_id, vocab.end_id
+        size, vocab_size, start_id, end_id = model.image_size, len(vocab), vocab.start_id, vocab.end_id
     except FileNotFoundError:
         size, vocab_size, start_id, end_id = 96, 72, 1, 2  # the embedded dataset's vocabulary size
         model = ShowAndTell(vocab_size, image_as="state")
@@ -70,8 +71,10 @@ def main():
         return beam_search(model.step, state, start_id, end_id, k, max_len)
 
     def one_by_one():
-        return [beam_search(model.step, tuple(s[i : i + 1] for s in state), start_id, end_id, k, max_len)[0]
-                for i in range(args.images)]
+        return [
+            beam_search(model.step, tuple(s[i : i + 1] for s in state), start_id, end_id, k, max_len)[0]
+            for i in range(args.images)
+        ]
 
     def greedy():
         return greedy_decode(model.step, state, start_id, end_id, max_len)
@@ -83,16 +86,26 @@ def main():
     greedy_s, _ = best(greedy, args.repeats)
     same = all([h[0] for h in a] == [h[0] for h in b] for a, b in zip(together, alone))
     steps = float(np.mean([len(h[0][0]) for h in together]))
-    print(f"{source}; vocabulary {vocab_size}, {args.images} images, beam width {k}, "
-          f"mean caption {steps:.1f} tokens")
+    print(f"{source}; vocabulary {vocab_size}, {args.images} images, beam width {k}, mean caption {steps:.1f} tokens")
     print(f"beam, batched:      {batched_s * 1000:8.1f} ms")
     print(f"beam, one by one:   {single_s * 1000:8.1f} ms   ({single_s / batched_s:.1f}x the batched time)")
     print(f"greedy, batched:    {greedy_s * 1000:8.1f} ms   (batched beam takes {batched_s / greedy_s:.2f}x greedy)")
     print(f"same hypotheses batched and alone: {same}")
-    print(json.dumps({"model": source.split(" model")[0], "images": args.images,
-                      "beam_width": k, "batched_ms": round(batched_s * 1000, 1), "one_by_one_ms": round(single_s * 1000, 1),
-                      "greedy_ms": round(greedy_s * 1000, 1), "beam_over_greedy": round(batched_s / greedy_s, 2),
-                      "same_hypotheses": same, "ratio": round(single_s / batched_s, 1)}))
+    print(
+        json.dumps(
+            {
+                "model": source.split(" model")[0],
+                "images": args.images,
+                "beam_width": k,
+                "batched_ms": round(batched_s * 1000, 1),
+                "one_by_one_ms": round(single_s * 1000, 1),
+                "greedy_ms": round(greedy_s * 1000, 1),
+                "beam_over_greedy": round(batched_s / greedy_s, 2),
+                "same_hypotheses": same,
+                "ratio": round(single_s / batched_s, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Prints the two timings and, as its last line, a JSON object ending with "ratio"
 (extraction time / cache-hit time). The encoder runs with random weights (no download):
 the cost of a forward pass does not depend on the weights' values.
 """
+
 import argparse
 import json
 import sys
@@ -41,9 +42,18 @@ def main():
         hit_s = time.perf_counter() - start
         assert (computed == cached).all()
     print(f"{len(paths)} images, {args.encoder} at {size} px: extract {extract_s:.2f} s, cache hit {hit_s:.4f} s")
-    print(json.dumps({"images": len(paths), "encoder": args.encoder, "size": size,
-                      "extract_s": round(extract_s, 4), "cache_hit_s": round(hit_s, 5),
-                      "ratio": round(extract_s / hit_s, 1)}))
+    print(
+        json.dumps(
+            {
+                "images": len(paths),
+                "encoder": args.encoder,
+                "size": size,
+                "extract_s": round(extract_s, 4),
+                "cache_hit_s": round(hit_s, 5),
+                "ratio": round(extract_s / hit_s, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Importing this package is cheap: it imports no TensorFlow. It quiets TensorFlow'
 logging and points Keras's cache (``KERAS_HOME``) into the project *before* any notebook
 imports TensorFlow, so those two lines must run first: ``import helpers`` at the top.
 """
+
 import os
 import random
 from pathlib import Path

@@ -16,11 +16,17 @@ the paper's two extra paths (``init_from_mean``, ``context_into_lstm``) the deco
 an object a word or two early and names it from memory (notebook 06 measures both). The
 loss may add the doubly stochastic penalty lambda * sum_i (1 - sum_t alpha_ti)^2, which
 discourages attending one place for the whole caption.
+
+Also here: the **grounding** score that measures whether the maps land on the objects the
+words name (``grounding``, ``grounding_scores``). The model is written with ``keras.ops``
+only, so it runs on any Keras backend.
 """
+
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from .decoding import compiled_step
 from .features import small_cnn
 
 
@@ -40,6 +46,11 @@ class AdditiveAttention(keras.layers.Layer):
         self.W_h = keras.layers.Dense(units, use_bias=False, name="W_h", dtype=policy)
         self.v = keras.layers.Dense(1, use_bias=False, name="v", dtype=policy)
 
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units)
+        return config
+
     def build(self, features_shape, keys_shape, h_shape):
         for layer, shape in ((self.W_a, features_shape), (self.W_h, h_shape), (self.v, (None, None, self.units))):
             if not layer.built:  # keys() may have built W_a already
@@ -49,9 +60,9 @@ class AdditiveAttention(keras.layers.Layer):
         return self.W_a(features)
 
     def call(self, features, keys, h):
-        scores = self.v(tf.tanh(keys + self.W_h(h)[:, None, :]))[..., 0]  # (N, L)
-        alpha = tf.nn.softmax(scores, axis=-1)
-        return tf.einsum("nl,nlf->nf", alpha, features), alpha
+        scores = ops.squeeze(self.v(ops.tanh(keys + ops.expand_dims(self.W_h(h), 1))), axis=-1)  # (N, L)
+        alpha = ops.softmax(scores, axis=-1)
+        return ops.einsum("nl,nlf->nf", alpha, features), alpha
 
 
 def coordinate_channels(grid):
@@ -70,16 +81,31 @@ class ShowAttendTell(keras.Model):
     decoder (h_0, c_0 from the mean feature; the context as LSTM input); both off by default.
     """
 
-    def __init__(self, vocab_size, embed_dim=128, hidden=256, attention_dim=128, feature_dim=128,
-                 encoder="small_cnn", image_size=96, cnn_width=32, cnn_blocks=3, penalty=0.0,
-                 init_from_mean=False, context_into_lstm=False, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        vocab_size,
+        embed_dim=128,
+        hidden=256,
+        attention_dim=128,
+        feature_dim=128,
+        encoder="small_cnn",
+        image_size=96,
+        cnn_width=32,
+        cnn_blocks=3,
+        penalty=0.0,
+        init_from_mean=False,
+        context_into_lstm=False,
+        name="show_attend_tell",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
         if encoder not in ("small_cnn", None):
             raise ValueError(f"encoder must be 'small_cnn' or None (precomputed spatial features), got {encoder!r}")
-        self.config = dict(vocab_size=int(vocab_size), embed_dim=embed_dim, hidden=hidden, attention_dim=attention_dim,
-                           feature_dim=feature_dim, encoder=encoder, image_size=image_size, cnn_width=cnn_width,
-                           cnn_blocks=cnn_blocks, penalty=float(penalty), init_from_mean=bool(init_from_mean),
-                           context_into_lstm=bool(context_into_lstm))
+        self.vocab_size, self.embed_dim, self.hidden = int(vocab_size), embed_dim, hidden
+        self.attention_dim, self.feature_dim = attention_dim, feature_dim
+        self.encoder, self.image_size, self.cnn_width, self.cnn_blocks = encoder, image_size, cnn_width, cnn_blocks
+        self.penalty = float(penalty)
+        self.init_from_mean, self.context_into_lstm = bool(init_from_mean), bool(context_into_lstm)
         self.cnn = small_cnn(image_size, cnn_width, blocks=cnn_blocks) if encoder else None
         self.project = keras.layers.Dense(feature_dim, activation="relu", name="feature_projection")
         if init_from_mean:
@@ -90,27 +116,46 @@ class ShowAttendTell(keras.Model):
         self.embed = keras.layers.Embedding(vocab_size, embed_dim, name="word_embedding")
         self.cell = keras.layers.LSTMCell(hidden, name="decoder")
         self.logits = keras.layers.Dense(vocab_size, name="word_logits")
-        self.hidden = hidden
 
     def get_config(self):
-        return dict(self.config)
+        config = super().get_config()
+        config.update(
+            vocab_size=self.vocab_size,
+            embed_dim=self.embed_dim,
+            hidden=self.hidden,
+            attention_dim=self.attention_dim,
+            feature_dim=self.feature_dim,
+            encoder=self.encoder,
+            image_size=self.image_size,
+            cnn_width=self.cnn_width,
+            cnn_blocks=self.cnn_blocks,
+            penalty=self.penalty,
+            init_from_mean=self.init_from_mean,
+            context_into_lstm=self.context_into_lstm,
+        )
+        return config
 
     def encode(self, images, training=False):
         """(B, S, S, 3) images (or (B, G, G, D) maps) -> features a (B, L, F) with L = G * G."""
         x = self.cnn(images, training=training) if self.cnn is not None else images
         grid = int(x.shape[1])
-        coords = tf.broadcast_to(coordinate_channels(grid), tf.concat([tf.shape(x)[:1], [grid, grid, 2]], 0))
-        x = tf.concat([x, tf.cast(coords, x.dtype)], axis=-1)
-        return self.project(tf.reshape(x, (-1, grid * grid, x.shape[-1])))
+        coords = ops.zeros_like(x[..., :1]) + ops.cast(coordinate_channels(grid), x.dtype)  # (B, G, G, 2)
+        x = ops.concatenate([x, coords], axis=-1)
+        return self.project(ops.reshape(x, (-1, grid * grid, x.shape[-1])))
 
     def _start(self, features):
-        if self.config["init_from_mean"]:
-            mean = tf.reduce_mean(features, axis=1)
+        if self.init_from_mean:
+            mean = ops.mean(features, axis=1)
             h, c = self.init_h(mean), self.init_c(mean)
         else:
-            h = c = tf.zeros((tf.shape(features)[0], self.hidden), features.dtype)
-        return {"h": h, "c": c, "features": features, "keys": self.attention.keys(features),
-                "alpha": tf.zeros(tf.shape(features)[:2], features.dtype)}
+            h = c = ops.zeros((ops.shape(features)[0], self.hidden), dtype=features.dtype)
+        return {
+            "h": h,
+            "c": c,
+            "features": features,
+            "keys": self.attention.keys(features),
+            "alpha": ops.zeros_like(features[:, :, 0]),
+        }
 
     def initial_state(self, images):
         """Decoder state for ``helpers.decoding``: a dict of h, c (B, H), features (B, L, F),
@@ -121,35 +166,35 @@ class ShowAttendTell(keras.Model):
         """One step: previous words (N,) and state -> logits (N, V) and the new state."""
         context, alpha = self.attention(state["features"], state["keys"], state["h"])
         context = self.gate(state["h"]) * context
-        x = tf.concat([self.embed(words), context], axis=-1) if self.config["context_into_lstm"] else self.embed(words)
+        x = ops.concatenate([self.embed(words), context], axis=-1) if self.context_into_lstm else self.embed(words)
         h, (h, c) = self.cell(x, [state["h"], state["c"]], training=training)
-        logits = self.logits(tf.concat([h, context], axis=-1))
+        logits = self.logits(ops.concatenate([h, context], axis=-1))
         return logits, {**state, "h": h, "c": c, "alpha": alpha}
 
     def teacher_forced(self, images, image_index, tokens, training=False):
         """Logits (C, T - 1, V) for ``tokens[:, 1:]`` and the attention (C, T - 1, L) behind each."""
-        features = tf.gather(self.encode(images, training=training), image_index)
+        features = ops.take(self.encode(images, training=training), image_index, axis=0)
         state = self._start(features)
         logits, alphas = [], []
         for t in range(tokens.shape[1] - 1):  # unrolled: captions are padded to one length
             step_logits, state = self._advance(tokens[:, t], state, training)
             logits.append(step_logits)
             alphas.append(state["alpha"])
-        return tf.stack(logits, axis=1), tf.stack(alphas, axis=1)
+        return ops.stack(logits, axis=1), ops.stack(alphas, axis=1)
 
     def call(self, images, image_index, tokens, training=False):
         """Teacher-forced logits (C, T - 1, V); the doubly stochastic penalty goes to ``self.losses``."""
         logits, alphas = self.teacher_forced(images, image_index, tokens, training)
-        if self.config["penalty"]:
-            self.add_loss(self.config["penalty"] * doubly_stochastic_penalty(alphas, tokens[:, 1:]))
+        if self.penalty:
+            self.add_loss(self.penalty * doubly_stochastic_penalty(alphas, tokens[:, 1:]))
         return logits
 
-    @tf.function(reduce_retracing=True)
+    @compiled_step
     def step(self, tokens, state):
         """One decoding step for ``helpers.decoding``: tokens (B,), state -> (log_probs (B, V), state).
         ``state['alpha']`` holds the attention (B, L) used for the word just scored."""
         logits, state = self._advance(tokens, state)
-        return tf.nn.log_softmax(logits), state
+        return ops.log_softmax(logits, axis=-1), state
 
 
 def doubly_stochastic_penalty(alphas, targets, pad_id=0):
@@ -157,9 +202,12 @@ def doubly_stochastic_penalty(alphas, targets, pad_id=0):
 
     alphas (C, T', L), targets (C, T') int.
     """
-    mask = tf.cast(tf.not_equal(targets, pad_id), alphas.dtype)[:, :, None]
-    coverage = tf.reduce_sum(alphas * mask, axis=1)  # (C, L): how much attention each place got
-    return tf.reduce_mean(tf.reduce_sum(tf.square(1.0 - coverage), axis=-1))
+    mask = ops.expand_dims(ops.cast(ops.not_equal(targets, pad_id), alphas.dtype), -1)
+    coverage = ops.sum(alphas * mask, axis=1)  # (C, L): how much attention each place got
+    return ops.mean(ops.sum(ops.square(1.0 - coverage), axis=-1))
+
+
+# ----------------------------------------------------------------------------- grounding
 
 
 def peak_in_box(attention_map, box, image_size):
@@ -184,3 +232,34 @@ def grounding(maps_and_boxes, image_size):
     hits = [peak_in_box(m, b, image_size) for m, b in pairs]
     areas = [(b[2] - b[0]) * (b[3] - b[1]) / (height * width) for _, b in pairs]
     return float(np.mean(hits)), float(np.mean(areas))
+
+
+def grounding_scores(model, inputs, names, captions, vocab, boxes, image_size, max_len=30, batch_size=64):
+    """Teacher-force every reference caption of the images ``names`` through ``model`` (a
+    ``ShowAttendTell``); for each word that has a box in ``boxes`` ({file name: [{"word",
+    "box"}]}), does the peak of the attention that produced it, upsampled to the image, fall
+    inside the box? Returns ``grounding``'s (that share, the share a uniformly random peak
+    would get).
+
+    inputs (N, ...): the model's inputs for the N images ``names``, in that order; captions:
+    a DataFrame with columns ``image`` and ``caption`` (rows of other images are ignored);
+    image_size: (height, width) of the images in pixels.
+    """
+    from .text import encode_captions
+
+    pairs = []
+    for start in range(0, len(names), batch_size):
+        chunk = list(names[start : start + batch_size])
+        local = {name: i for i, name in enumerate(chunk)}
+        refs = captions[captions.image.isin(local)]
+        tokens = encode_captions(vocab, refs.caption, max_len)
+        _, alphas = model.teacher_forced(inputs[start : start + len(chunk)], refs.image.map(local).to_numpy(), tokens)
+        alphas = ops.convert_to_numpy(alphas)
+        grid = int(round(alphas.shape[-1] ** 0.5))
+        for row, (name, caption_tokens) in enumerate(zip(refs.image, tokens)):
+            box_of = {b["word"]: b["box"] for b in boxes.get(name, [])}
+            for t, token in enumerate(caption_tokens[1:]):
+                word = vocab.id_to_token[token]
+                if word in box_of:
+                    pairs.append((alphas[row, t].reshape(grid, grid), box_of[word]))
+    return grounding(pairs, image_size)

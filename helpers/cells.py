@@ -15,6 +15,7 @@ GRU (``keras.layers.GRUCell(reset_after=True)``, the Keras default), gates **z, 
     z = sigmoid(u_z + v_z);  r = sigmoid(u_r + v_r);  h~ = tanh(u_h + r * v_h)
     h' = z * h + (1 - z) * h~
 """
+
 import numpy as np
 
 

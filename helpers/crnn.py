@@ -1,10 +1,13 @@
-"""Reading text in images: rendered text lines, the CRNN model, CTC decoding and CER.
+"""Reading text in images: rendered text lines, the CRNN model, the CTC loss and its decoding
+(edit distance, CER and word accuracy live with the other metrics, in ``helpers.metrics``).
 
 Shapes: N lines, an image (H, W) = (32, 128) grey levels in [0, 1]; the model turns it
 into T = W / 4 = 32 frames, each a distribution over C = 37 classes: class 0 is the CTC
-*blank*, class i >= 1 is ``CHARSET[i - 1]``. Rendering, decoding and the error rates need
-only NumPy and OpenCV; TensorFlow is imported by ``build_crnn`` and ``ctc_loss`` alone.
+*blank*, class i >= 1 is ``CHARSET[i - 1]``. Rendering and decoding need only NumPy and
+OpenCV; the model and its loss are Keras layers and ``keras.ops``; only the train step
+(``make_ctc_train_step``) is TensorFlow's.
 """
+
 import json
 import zipfile
 from pathlib import Path
@@ -30,8 +33,9 @@ def encode_text(text):
     try:
         return [_CLASS_OF[c] for c in text]
     except KeyError as err:
-        raise ValueError(f"character {err.args[0]!r} in {text!r} is not in the CRNN's character set "
-                         f"(lower-case letters and digits)") from None
+        raise ValueError(
+            f"character {err.args[0]!r} in {text!r} is not in the CRNN's character set (lower-case letters and digits)"
+        ) from None
 
 
 def decode_classes(ids):
@@ -42,7 +46,12 @@ def decode_classes(ids):
 # ----------------------------------------------------------------------------- rendering
 
 _FONTS = {  # OpenCV's built-in Hershey vector fonts: no font files needed
-    "simplex": 0, "plain": 1, "duplex": 2, "complex": 3, "triplex": 4, "complex_small": 5,
+    "simplex": 0,
+    "plain": 1,
+    "duplex": 2,
+    "complex": 3,
+    "triplex": 4,
+    "complex_small": 5,
 }
 
 
@@ -211,7 +220,7 @@ def ctc_prefix_beam_search(log_probs, beam_width=10, prune=1e-3):
         chars = [c for c in np.flatnonzero(frame >= floor) if c != BLANK]
         new = {}
 
-        def add(prefix, pb, pnb):
+        def add(prefix, pb, pnb, new=new):
             ob, onb = new.get(prefix, (neg, neg))
             new[prefix] = (_logsumexp(ob, pb), _logsumexp(onb, pnb))
 
@@ -255,40 +264,6 @@ def ctc_forward(log_probs, label):
             alpha[t, s] = np.logaddexp.reduce(paths) + log_probs[t, ext[s]]
     total = np.logaddexp(alpha[-1, -1], alpha[-1, -2]) if S > 1 else alpha[-1, -1]
     return float(-total), alpha
-
-
-# ----------------------------------------------------------------------------- error rates
-
-
-def edit_distance(a, b):
-    """Levenshtein distance between two sequences (insertions, deletions, substitutions)."""
-    prev = np.arange(len(b) + 1)
-    for i, x in enumerate(a, 1):
-        cur = np.empty_like(prev)
-        cur[0] = i
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return int(prev[-1])
-
-
-def cer(references, hypotheses):
-    """Character error rate: total edit distance / total reference length."""
-    references, hypotheses = list(references), list(hypotheses)
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    chars = sum(len(r) for r in references)
-    if chars == 0:
-        raise ValueError("the references are all empty: the character error rate is undefined")
-    return sum(edit_distance(r, h) for r, h in zip(references, hypotheses)) / chars
-
-
-def word_accuracy(references, hypotheses):
-    """Share of lines read exactly right."""
-    references, hypotheses = list(references), list(hypotheses)
-    if len(references) != len(hypotheses) or not references:
-        raise ValueError(f"need as many hypotheses as references, got {len(hypotheses)} and {len(references)}")
-    return float(np.mean([r == h for r, h in zip(references, hypotheses)]))
 
 
 # ----------------------------------------------------------------------------- the model
@@ -355,7 +330,6 @@ def receptive_field(model):
     return tuple(int(s) for s in size)
 
 
-
 def line_inputs(images):
     """Model input (N, H, W, 1) float32 in [0, 1] from uint8 or float lines (N, H, W)."""
     images = np.asarray(images)
@@ -367,8 +341,12 @@ def frame_log_probs(model, images, batch_size=500):
     """Per-frame log-softmax (N, T, C) of the model on lines (N, H, W)."""
     import keras
 
-    out = [keras.ops.convert_to_numpy(keras.ops.log_softmax(model(line_inputs(images[i : i + batch_size]), training=False)))
-           for i in range(0, len(images), batch_size)]
+    out = [
+        keras.ops.convert_to_numpy(
+            keras.ops.log_softmax(model(line_inputs(images[i : i + batch_size]), training=False))
+        )
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0, WIDTH // 4, NUM_CLASSES), np.float32)
 
 

@@ -15,6 +15,7 @@ Layouts understood (``root`` is the folder you pass or ``$FLICKR30K_DIR``):
   else Kaggle's pipe-separated ``results.csv`` (``image_name| comment_number| comment``),
   looked for in ``root`` and the folders directly inside it.
 """
+
 import hashlib
 import html
 import json
@@ -165,9 +166,7 @@ def _parse_token_file(path):
         if m is None:
             m = _TOKEN_LOOSE.fullmatch(line)
             if m is None:
-                raise AnnotationError(
-                    f"{path}, line {line_no}: expected 'IMAGE.jpg#N<TAB>caption', got {line[:80]!r}"
-                )
+                raise AnnotationError(f"{path}, line {line_no}: expected 'IMAGE.jpg#N<TAB>caption', got {line[:80]!r}")
             repairs.note("stray spaces around the '#' or tab separators", f"line {line_no}")
         image = _image_name(m.group(1), path, f"line {line_no}", repairs)
         k = int(m.group(2))
@@ -208,7 +207,9 @@ def _parse_results_csv(path):
             raise AnnotationError(f"{path}, line {line_no}: comment_number {fields[1]!r} is not a whole number")
         image = _image_name(fields[0], path, f"line {line_no}", repairs)
         k = int(fields[1])
-        rows.append((image, k, _clean_caption(fields[2], path, f"line {line_no}", repairs, f"{image}, comment {k}"), line_no))
+        rows.append(
+            (image, k, _clean_caption(fields[2], path, f"line {line_no}", repairs, f"{image}, comment {k}"), line_no)
+        )
     repairs.warn()
     return rows
 
@@ -236,7 +237,14 @@ def _parse_karpathy_json(path):
         for k, sentence in enumerate(entry["sentences"]):
             if not isinstance(sentence, dict) or not isinstance(sentence.get("raw"), str):
                 raise AnnotationError(f"{where} ({image}), sentence {k}: no 'raw' caption text")
-            rows.append((image, k, _clean_caption(sentence["raw"], path, f"image {idx}", repairs, f"{image}, sentence {k}"), split))
+            rows.append(
+                (
+                    image,
+                    k,
+                    _clean_caption(sentence["raw"], path, f"image {idx}", repairs, f"{image}, sentence {k}"),
+                    split,
+                )
+            )
     repairs.warn()
     return rows
 
@@ -271,7 +279,9 @@ def _find_annotations(root, images_dir):
         if (d / "results_20130124.token").is_file():
             return "token", d / "results_20130124.token"
     for d in dirs:
-        tokens = sorted(p for p in d.iterdir() if p.name.endswith((".token", ".token.txt")) and "lemma" not in p.name.lower())
+        tokens = sorted(
+            p for p in d.iterdir() if p.name.endswith((".token", ".token.txt")) and "lemma" not in p.name.lower()
+        )
         if tokens:
             return "token", tokens[0]
     for d in dirs:
@@ -343,7 +353,8 @@ def _captions_frame(kind, path):
             first = df[dup].iloc[0]
             lines = df.loc[dup & (df.image == first.image) & (df.caption_id == first.caption_id), "line"].tolist()
             raise AnnotationError(
-                f"{path}, lines {', '.join(map(str, lines))}: caption {first.caption_id} of {first.image} appears more than once"
+                f"{path}, lines {', '.join(map(str, lines))}: caption {first.caption_id} of {first.image} "
+                "appears more than once"
             )
         df = df.drop(columns="line")
     df["caption_id"] = df["caption_id"].astype(int)
@@ -428,6 +439,19 @@ def load_image(path, size=None):
         shrink = height * width < image.shape[0] * image.shape[1]
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return image
+
+
+def load_boxes(root):
+    """Object boxes of the dataset in ``root``: ``{image file name: [{"word": str, "box":
+    [x0, y0, x1, y1]}]}`` in pixels of that image, from ``boxes.json`` (the embedded
+    dataset writes one); ``{}`` where the dataset has none."""
+    path = Path(root) / "boxes.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AnnotationError(f"{path} is not a readable JSON file of boxes ({err})") from None
 
 
 def find_dataset(verbose=True):

@@ -9,6 +9,7 @@ progress bar, caching the results on disk in shards. Each shard is written to a 
 file and renamed into place, so a run killed at any moment (even ``kill -9``) leaves only
 complete shards; the next run loads those and computes the rest.
 """
+
 import contextlib
 import hashlib
 import os
@@ -51,7 +52,9 @@ def _weights_from_disk_only():
     def get_file(fname=None, origin=None, cache_subdir="datasets", cache_dir=None, **kwargs):
         home = cache_dir or os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
         if not os.path.exists(os.path.join(home, cache_subdir, fname or "")):
-            raise Exception(f"{fname} is not in {os.path.join(home, cache_subdir)} and downloads are off (COURSE_OFFLINE)")
+            raise Exception(
+                f"{fname} is not in {os.path.join(home, cache_subdir)} and downloads are off (COURSE_OFFLINE)"
+            )
         return real(fname, origin, cache_subdir=cache_subdir, cache_dir=cache_dir, **kwargs)
 
     file_utils.get_file = get_file
@@ -99,7 +102,9 @@ def build_encoder(name, weights="imagenet", input_size=None, spatial=False):
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     if name == "vgg16" and spatial:
-        raise ValueError("vgg16 gives the 4,096-d fc2 vector; for a spatial map use resnet50, efficientnet_b0 or mobilenet_v3_small")
+        raise ValueError(
+            "vgg16 gives the 4,096-d fc2 vector; for a spatial map use resnet50, efficientnet_b0 or mobilenet_v3_small"
+        )
     if name == "small_cnn":
         backbone = small_cnn(input_size or 96)
         if weights not in (None, "imagenet"):
@@ -122,7 +127,8 @@ def build_encoder(name, weights="imagenet", input_size=None, spatial=False):
             if not downloads_allowed():
                 raise EncoderUnavailableError(
                     f"the ImageNet weights of {name} are not on this machine and downloads are off "
-                    f"(COURSE_OFFLINE is set, as in make test); unset it to download them, or use build_encoder('small_cnn')"
+                    "(COURSE_OFFLINE is set, as in make test); unset it to download them, or use "
+                    "build_encoder('small_cnn')"
                 ) from None
             raise EncoderUnavailableError(
                 f"could not get the ImageNet weights of {name} ({str(err).splitlines()[0][:120]}); "
@@ -255,6 +261,6 @@ def extract_features(encoder, paths, cache_dir=DEFAULT_CACHE_DIR, batch_size=32,
                     warnings.warn(f"feature cache shard {shard} is unreadable; computing it again", stacklevel=2)
         results[i] = _compute(encoder, chunk, batch_size, size, bar)
         if shard is not None:
-            write_atomic(shard, lambda f: np.save(f, results[i]))  # the shard is complete or absent
+            write_atomic(shard, lambda f, done=results[i]: np.save(f, done))  # the shard is complete or absent
     bar.close()
     return np.concatenate(results)

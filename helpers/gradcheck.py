@@ -3,6 +3,7 @@
 Compare an analytic backward pass with centred finite differences:
 ``df/dx ~ (f(x + h) - f(x - h)) / 2h``, whose error is O(h^2).
 """
+
 import numpy as np
 
 

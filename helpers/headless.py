@@ -9,6 +9,7 @@ pyzmq's asyncio poll misses the wake-up), which stalled ``make run`` for a whole
 timeout. Waiting in slices of ``POLL_S`` seconds looks at the socket again after each slice,
 so such a reply is seen within a second.
 """
+
 import argparse
 import sys
 import time
@@ -59,7 +60,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m helpers.headless", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--timeout", type=int, default=600, help="seconds one cell may take (default 600)")
-    parser.add_argument("--out-dir", type=Path, default=Path("build"), help="where the executed copies go (default build/)")
+    parser.add_argument(
+        "--out-dir", type=Path, default=Path("build"), help="where the executed copies go (default build/)"
+    )
     args = parser.parse_args(argv)
     for path in args.notebooks:
         if not path.is_file():

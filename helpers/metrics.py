@@ -1,9 +1,12 @@
-"""Caption metrics: corpus BLEU-1..4 and CIDEr-D, equal to pycocoevalcap's (no TensorFlow).
+"""Metrics (no TensorFlow): corpus BLEU-1..4 and CIDEr-D of captions, equal to pycocoevalcap's;
+METEOR through pycocoevalcap; edit distance, character error rate and word accuracy of text
+lines read by notebook 07's CRNN.
 
 references: ``{key: [str, ...]}``; hypotheses: ``{key: str}``, the same keys.
 Text is lower-cased and punctuation-stripped with ``helpers.text.tokenize``; on text that
 is already tokenised this gives pycocoevalcap's ``Bleu(4)`` and ``Cider()`` to 1e-9.
 """
+
 import math
 from collections import Counter
 
@@ -119,6 +122,39 @@ def cider_per_image(references, hypotheses, n=4, sigma=6.0):
     return dict(zip(references, scores))
 
 
+# ----------------------------------------------------------------------------- reading text (notebook 07)
+
+
+def edit_distance(a, b):
+    """Levenshtein distance between two sequences (insertions, deletions, substitutions)."""
+    prev = list(range(len(b) + 1))  # distances from a[:i - 1] to every prefix of b
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def cer(references, hypotheses):
+    """Character error rate: total edit distance / total reference length."""
+    references, hypotheses = list(references), list(hypotheses)
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    chars = sum(len(r) for r in references)
+    if chars == 0:
+        raise ValueError("the references are all empty: the character error rate is undefined")
+    return sum(edit_distance(r, h) for r, h in zip(references, hypotheses)) / chars
+
+
+def word_accuracy(references, hypotheses):
+    """Share of lines read exactly right."""
+    references, hypotheses = list(references), list(hypotheses)
+    if len(references) != len(hypotheses) or not references:
+        raise ValueError(f"need as many hypotheses as references, got {len(hypotheses)} and {len(references)}")
+    return sum(r == h for r, h in zip(references, hypotheses)) / len(references)
+
+
 class MetricUnavailableError(RuntimeError):
     """A metric whose external requirements (Java, data files) are missing here."""
 
@@ -137,7 +173,10 @@ def meteor_unavailable_reason():
     package = Path(next(iter(spec.submodule_search_locations)))  # a namespace package: no __init__.py
     data = package / "meteor" / "data" / "paraphrase-en.gz"
     if not data.is_file():
-        return f"METEOR needs {data}, which the pip package of pycocoevalcap does not include (copy it from the coco-caption repository)"
+        return (
+            f"METEOR needs {data}, which the pip package of pycocoevalcap does not include "
+            "(copy it from the coco-caption repository)"
+        )
     return None
 
 

@@ -15,6 +15,7 @@ Written files, as in the real dataset, plus two of its own::
     scenes.json                          what was drawn (to generate fresh captions)
     mini_flickr.json                     the arguments; written last: the dataset is complete
 """
+
 import bisect
 import itertools
 import json
@@ -139,8 +140,20 @@ def _shape_points(kind, cx, cy, r):
     if kind == "cross":
         w, s = 0.38 * r, 1.05 * r
         return np.array(
-            [[cx - w, cy - s], [cx + w, cy - s], [cx + w, cy - w], [cx + s, cy - w], [cx + s, cy + w], [cx + w, cy + w],
-             [cx + w, cy + s], [cx - w, cy + s], [cx - w, cy + w], [cx - s, cy + w], [cx - s, cy - w], [cx - w, cy - w]]
+            [
+                [cx - w, cy - s],
+                [cx + w, cy - s],
+                [cx + w, cy - w],
+                [cx + s, cy - w],
+                [cx + s, cy + w],
+                [cx + w, cy + w],
+                [cx + w, cy + s],
+                [cx - w, cy + s],
+                [cx - w, cy + w],
+                [cx - s, cy + w],
+                [cx - s, cy - w],
+                [cx - w, cy - w],
+            ]
         )
     raise ValueError(f"unknown shape kind {kind!r}")
 
@@ -196,7 +209,9 @@ def _draw_scene(rng):
                 cv2.fillPoly(target, [pts], value, cv2.LINE_AA, shift)
         ys, xs = np.nonzero(mask > 64)
         box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-        objects.append({"kind": kind, "colour": colour, "size": size, "box": box, "centre": [round(cx, 1), round(cy, 1)]})
+        objects.append(
+            {"kind": kind, "colour": colour, "size": size, "box": box, "centre": [round(cx, 1), round(cy, 1)]}
+        )
     noise = rng.standard_normal((IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.float32) * 5  # sensor noise over everything
     image = np.clip(image + noise, 0, 255).astype(np.uint8)
     scene = {"background": background, "axis": ["row", "column"][axis], "objects": objects}
@@ -357,14 +372,19 @@ def make_mini_flickr(root, n_images=DEFAULT_N_IMAGES, seed=0, progress=None):
             raise RuntimeError(f"OpenCV could not encode {name} as JPEG")
         (tmp / "flickr30k_images" / name).write_bytes(jpeg.tobytes())
         csv_lines += [f"{name}| {k}| {c}" for k, c in enumerate(captions)]
-        sentences = [
-            {"tokens": tokenize(c), "raw": c, "imgid": i, "sentid": 5 * i + k} for k, c in enumerate(captions)
-        ]
+        sentences = [{"tokens": tokenize(c), "raw": c, "imgid": i, "sentid": 5 * i + k} for k, c in enumerate(captions)]
         karpathy.append(
-            {"filename": name, "imgid": i, "split": _split_of(i, n_images), "sentids": [5 * i + k for k in range(5)],
-             "sentences": sentences}
+            {
+                "filename": name,
+                "imgid": i,
+                "split": _split_of(i, n_images),
+                "sentids": [5 * i + k for k in range(5)],
+                "sentences": sentences,
+            }
         )
-        boxes[name] = [{"word": w, "box": obj["box"]} for obj, words in zip(scene["objects"], used) for w in sorted(words)]
+        boxes[name] = [
+            {"word": w, "box": obj["box"]} for obj, words in zip(scene["objects"], used) for w in sorted(words)
+        ]
         scenes[name] = scene
     (tmp / "results.csv").write_text("\n".join(csv_lines) + "\n", encoding="utf-8")
     _write_json(tmp / "dataset_flickr30k.json", {"images": karpathy, "dataset": "mini_flickr"})

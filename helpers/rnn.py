@@ -6,6 +6,7 @@ The weights use the layout of ``keras.layers.SimpleRNN`` (``kernel`` = Wx (D, H)
 
     h_t = tanh(x_t Wx + h_{t-1} Wh + b)
 """
+
 import numpy as np
 
 
@@ -70,9 +71,7 @@ def rnn_backward(dh, cache):
     dprev_h = np.zeros((N, H), dtype=dh.dtype)
     for t in reversed(range(T)):
         # h_t feeds the loss directly (dh[:, t]) and through h_{t+1} (dprev_h)
-        dx[:, t, :], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(
-            dh[:, t, :] + dprev_h, caches[t]
-        )
+        dx[:, t, :], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t, :] + dprev_h, caches[t])
         dWx += dWx_t
         dWh += dWh_t
         db += db_t

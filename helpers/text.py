@@ -1,4 +1,5 @@
-"""Caption text: one tokenizer and the word vocabulary (no TensorFlow)."""
+"""Caption text: one tokenizer, the word vocabulary, and captions encoded as padded ids (no TensorFlow)."""
+
 import re
 from collections import Counter
 
@@ -94,3 +95,13 @@ def pad_captions(encoded, length=None, pad_id=0):
             raise ValueError(f"caption {i} has {len(ids)} tokens, more than the padded length {length}")
         out[i, : len(ids)] = ids
     return out
+
+
+def encode_captions(vocab, captions, max_len):
+    """Captions -> int32 ids (C, T) with ``<start>``/``<end>``, cut to ``max_len`` tokens (the
+    last kept is ``<end>``) and padded with ``<pad>`` to the longest (T <= max_len)."""
+    encoded = []
+    for c in captions:
+        ids = vocab.encode(c)
+        encoded.append(ids if len(ids) <= max_len else ids[: max_len - 1] + [vocab.end_id])
+    return pad_captions(encoded)  # to the longest: every padded step costs LSTM time

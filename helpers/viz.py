@@ -1,4 +1,5 @@
 """Figures the notebooks share (matplotlib only)."""
+
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -44,7 +45,9 @@ def draw_unrolled_rnn(steps=4, ax=None):
         _arrow(ax, (x, -0.6), (x, 0.3))
         _arrow(ax, (x, 0.9), (x, 1.75))
         _arrow(ax, (x - 2.2 + 0.7 if t else x0 - 0.02, 0.6), (x - 0.7, 0.6), color="#c0504d")
-    ax.set_title("An RNN is one cell applied at every step; the hidden state (red arrows) carries the past", fontsize=11)
+    ax.set_title(
+        "An RNN is one cell applied at every step; the hidden state (red arrows) carries the past", fontsize=11
+    )
     return ax
 
 
@@ -94,7 +97,12 @@ def draw_lstm_cell(ax=None):
     Gate colours follow Keras's order i, f, c (candidate g), o. Returns the axes.
     """
     ax = _canvas(ax, r"LSTM:  $c_t = f \odot c_{t-1} + i \odot g, \quad h_t = o \odot \tanh(c_t)$")
-    gates = {"f": (2.6, "σ", "#f4cccc"), "i": (4.2, "σ", "#d9ead3"), "g": (5.4, "tanh", "#fff2cc"), "o": (7.0, "σ", "#cfe2f3")}
+    gates = {
+        "f": (2.6, "σ", "#f4cccc"),
+        "i": (4.2, "σ", "#d9ead3"),
+        "g": (5.4, "tanh", "#fff2cc"),
+        "o": (7.0, "σ", "#cfe2f3"),
+    }
     _line(ax, [(0.4, 1.0), (7.0, 1.0)], arrow=False)  # [h_{t-1}, x_t] feeds every gate
     ax.text(0.4, 0.55, "$h_{t-1}$, $x_t$", fontsize=11)
     for name, (x, act, color) in gates.items():
@@ -124,7 +132,9 @@ def draw_lstm_cell(ax=None):
 
 def draw_gru_cell(ax=None):
     """Schematic GRU cell (Keras ``reset_after=True``): z, r, candidate h~. Returns the axes."""
-    ax = _canvas(ax, r"GRU:  $h_t = z \odot h_{t-1} + (1 - z) \odot \tilde h, \quad \tilde h = \tanh(x W + r \odot (h_{t-1} U))$")
+    ax = _canvas(
+        ax, r"GRU:  $h_t = z \odot h_{t-1} + (1 - z) \odot \tilde h, \quad \tilde h = \tanh(x W + r \odot (h_{t-1} U))$"
+    )
     gates = {"z": (2.8, "σ", "#f4cccc"), "r": (4.4, "σ", "#d9ead3"), "h̃": (6.2, "tanh", "#fff2cc")}
     _line(ax, [(0.4, 1.0), (6.2, 1.0)], arrow=False)
     ax.text(0.4, 0.55, "$h_{t-1}$, $x_t$", fontsize=11)
@@ -184,20 +194,44 @@ def draw_beam_tree(tree, words, ax=None, best=None):
     def xy(node):
         return node["step"] * 2.0, -rank[node["id"]]
 
-    ax.text(0, 0, "<start>", ha="center", va="center", fontsize=9,
-            bbox=dict(boxstyle="round,pad=0.3", fc="white", ec=BEAM_COLOURS["live"]))
+    ax.text(
+        0,
+        0,
+        "<start>",
+        ha="center",
+        va="center",
+        fontsize=9,
+        bbox=dict(boxstyle="round,pad=0.3", fc="white", ec=BEAM_COLOURS["live"]),
+    )
     for node in tree:
         x, y = xy(node)
         parent = by_id.get(node["parent"])
         px, py = xy(parent) if parent else (0, 0)
         colour = BEAM_COLOURS[node["status"]]
         thick = node["id"] in on_path
-        ax.plot([px + 0.55, x - 0.55], [py, y], color="#c62828" if thick else colour,
-                lw=2.5 if thick else 0.9, zorder=1 if node["status"] == "pruned" else 2)
-        ax.text(x, y, f"{words[node['token']]}\n{node['log_prob']:.2f}", ha="center", va="center", fontsize=8,
-                color="#808080" if node["status"] == "pruned" else "black", zorder=3,
-                bbox=dict(boxstyle="round,pad=0.25", fc="#e8f5e9" if node["status"] == "finished" else "white",
-                          ec="#c62828" if thick else colour, lw=1.8 if thick else 0.8))
+        ax.plot(
+            [px + 0.55, x - 0.55],
+            [py, y],
+            color="#c62828" if thick else colour,
+            lw=2.5 if thick else 0.9,
+            zorder=1 if node["status"] == "pruned" else 2,
+        )
+        ax.text(
+            x,
+            y,
+            f"{words[node['token']]}\n{node['log_prob']:.2f}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="#808080" if node["status"] == "pruned" else "black",
+            zorder=3,
+            bbox=dict(
+                boxstyle="round,pad=0.25",
+                fc="#e8f5e9" if node["status"] == "finished" else "white",
+                ec="#c62828" if thick else colour,
+                lw=1.8 if thick else 0.8,
+            ),
+        )
     ax.set_xlim(-0.8, 2.0 * steps + 0.8)
     ax.set_ylim(-rows + 0.4, 0.8)
     ax.axis("off")
@@ -284,8 +318,16 @@ def plot_ctc_alignment(ax, line, log_probs, charset, truth=None):
             ax.text(x, height + 7, "-", ha="center", va="center", fontsize=8, color=BLANK_GREY)
         else:
             merged = t > 0 and best[t - 1] == c
-            ax.text(x, height + 7, charset[c - 1], ha="center", va="center", fontsize=8,
-                    color=BLANK_GREY if merged else "black", fontweight="normal" if merged else "bold")
+            ax.text(
+                x,
+                height + 7,
+                charset[c - 1],
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=BLANK_GREY if merged else "black",
+                fontweight="normal" if merged else "bold",
+            )
             if not merged:
                 reading.append(charset[c - 1])
     reading = "".join(reading)
@@ -321,10 +363,28 @@ def plot_readings(lines, truths, readings, cols=4, size=(3.2, 1.25)):
         ax.imshow(line, cmap="gray", vmin=0, vmax=_white(line))
         x = 0.0
         for char, colour in diff_colours(truth, reading) or [("(nothing)", "#d00000")]:
-            ax.text(x, 1.04, char, transform=ax.transAxes, color=colour, fontsize=10, family="monospace",
-                        fontweight="bold", va="bottom")
+            ax.text(
+                x,
+                1.04,
+                char,
+                transform=ax.transAxes,
+                color=colour,
+                fontsize=10,
+                family="monospace",
+                fontweight="bold",
+                va="bottom",
+            )
             x += 0.06 * len(char)
         if truth != reading:
-            ax.text(1.0, 1.04, f"truth: {truth}", transform=ax.transAxes, fontsize=8, ha="right", va="bottom", color="#555555")
+            ax.text(
+                1.0,
+                1.04,
+                f"truth: {truth}",
+                transform=ax.transAxes,
+                fontsize=8,
+                ha="right",
+                va="bottom",
+                color="#555555",
+            )
     fig.tight_layout()
     return fig

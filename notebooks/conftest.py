@@ -10,6 +10,9 @@ OUTPUT_TIMEOUT_S = 60
 
 
 def pytest_collection_modifyitems(items):
+    import pytest
+
     for item in items:
         if hasattr(item, "output_timeout"):
             item.output_timeout = OUTPUT_TIMEOUT_S
+            item.add_marker(pytest.mark.slow)  # a notebook's cell: make test-fast leaves them out

@@ -1,11 +1,18 @@
 """helpers.attention: additive attention against NumPy, the step function against teacher
 forcing, the doubly stochastic penalty, and the grounding score."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers.attention import (AdditiveAttention, ShowAttendTell, coordinate_channels, doubly_stochastic_penalty,
-                               grounding, peak_in_box)
+from helpers.attention import (
+    AdditiveAttention,
+    ShowAttendTell,
+    coordinate_channels,
+    doubly_stochastic_penalty,
+    grounding,
+    peak_in_box,
+)
 
 
 def numpy_attention(a, h, W_a, b, W_h, v):
@@ -32,8 +39,18 @@ def test_additive_attention_equals_the_formula():
 @pytest.fixture(scope="module", params=[False, True], ids=["image only through attention", "paper decoder"])
 def model(request):
     tf.keras.utils.set_random_seed(0)
-    m = ShowAttendTell(12, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4,
-                       penalty=1.0, init_from_mean=request.param, context_into_lstm=request.param)
+    m = ShowAttendTell(
+        12,
+        embed_dim=8,
+        hidden=16,
+        attention_dim=8,
+        feature_dim=8,
+        image_size=32,
+        cnn_width=4,
+        penalty=1.0,
+        init_from_mean=request.param,
+        context_into_lstm=request.param,
+    )
     images = tf.constant(np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
     m(images, tf.constant([0, 1]), tf.constant([[1, 5, 6, 2], [1, 7, 2, 0]]))
     return m, images
@@ -69,7 +86,9 @@ def test_doubly_stochastic_penalty_ignores_padding():
     alphas = rng.dirichlet(np.ones(5), size=(3, 4)).astype("float32")  # (C=3, T'=4, L=5)
     targets = np.array([[4, 5, 2, 0], [4, 2, 0, 0], [6, 7, 8, 2]])
     expected = np.mean([np.sum((1 - alphas[c][targets[c] != 0].sum(0)) ** 2) for c in range(3)])
-    assert float(doubly_stochastic_penalty(tf.constant(alphas), tf.constant(targets))) == pytest.approx(expected, rel=1e-6)
+    assert float(doubly_stochastic_penalty(tf.constant(alphas), tf.constant(targets))) == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 def test_coordinates_run_left_to_right_and_top_to_bottom():
@@ -102,3 +121,55 @@ def test_by_default_the_image_reaches_words_only_through_attention():
     m.gate.set_weights([np.zeros_like(w) for w in gate[:1]] + [np.full_like(gate[1], -1e4)])  # beta = 0: no context
     log_probs, _ = m.step(tf.constant([1, 1]), state)
     assert np.allclose(log_probs[0], log_probs[1], atol=1e-6)
+
+
+class LooksAt:
+    """A stand-in attention model whose every map peaks at one cell of a 12 x 12 grid."""
+
+    def __init__(self, cell):
+        self.cell, self.calls = cell, []
+
+    def teacher_forced(self, inputs, image_index, tokens):
+        self.calls.append((len(inputs), list(image_index)))
+        alphas = np.zeros((len(tokens), tokens.shape[1] - 1, 144))
+        alphas[..., self.cell] = 1.0
+        return None, alphas
+
+
+def test_grounding_scores_teacher_force_every_reference_and_score_only_boxed_words():
+    import pandas as pd
+
+    from helpers.attention import grounding_scores
+    from helpers.text import Vocabulary
+
+    captions = pd.DataFrame(
+        {
+            "image": ["a.jpg", "a.jpg", "b.jpg", "c.jpg"],
+            "caption": ["a red star", "a star on the left", "a blue ring", "a green ring"],
+        }
+    )
+    vocab = Vocabulary(captions.caption)
+    boxes = {
+        "a.jpg": [{"word": "star", "box": [0, 0, 48, 48]}, {"word": "red", "box": [0, 0, 48, 48]}],
+        "b.jpg": [{"word": "ring", "box": [0, 0, 48, 48]}],
+    }  # c.jpg is not asked for
+    inputs = np.zeros((2, 1))
+    top_left = LooksAt(cell=0)
+    hit, uniform = grounding_scores(
+        top_left, inputs, ["a.jpg", "b.jpg"], captions, vocab, boxes, (96, 96), batch_size=1
+    )
+    assert hit == 1.0 and uniform == pytest.approx(0.25)  # each box is a quarter of the image
+    assert top_left.calls == [(1, [0, 0]), (1, [0])]  # image by image, all of a's captions with a
+    miss, _ = grounding_scores(LooksAt(cell=143), inputs, ["a.jpg", "b.jpg"], captions, vocab, boxes, (96, 96))
+    assert miss == 0.0
+    # 4 boxed words: "red" and "star" in a's first caption, "star" in its second, "ring" in b's
+    half = LooksAt(cell=0)
+    half.teacher_forced = lambda inputs, image_index, tokens: (
+        None,
+        np.where(
+            (tokens[:, 1:, None] == vocab.token_to_id["star"]) & (np.arange(144) == 143),
+            1.0,
+            np.where((tokens[:, 1:, None] != vocab.token_to_id["star"]) & (np.arange(144) == 0), 1.0, 0.0),
+        ),
+    )
+    assert grounding_scores(half, inputs, ["a.jpg", "b.jpg"], captions, vocab, boxes, (96, 96))[0] == 0.5

@@ -1,5 +1,6 @@
-"""helpers.train.caption_pipeline: the tf.data input pipeline of teacher forcing, against a
+"""helpers.pipeline.caption_pipeline: the tf.data input pipeline of teacher forcing, against a
 plain NumPy assembly of the same batches."""
+
 import numpy as np
 import pytest
 
@@ -21,7 +22,7 @@ def toy():
 
 
 def test_batches_hold_each_image_with_all_its_captions_padded_to_the_batch(toy):
-    from helpers.train import caption_pipeline
+    from helpers.pipeline import caption_pipeline
 
     inputs, captions_of, tokens = toy
     images = np.array([0, 2, 3, 5, 6, 7, 8, 9, 10])  # the training images' rows (1 and 4 held out)
@@ -41,7 +42,7 @@ def test_batches_hold_each_image_with_all_its_captions_padded_to_the_batch(toy):
 
 
 def test_a_fixed_length_pads_every_batch_to_it(toy):
-    from helpers.train import caption_pipeline
+    from helpers.pipeline import caption_pipeline
 
     inputs, captions_of, tokens = toy
     batches = caption_pipeline(inputs, np.arange(8), captions_of, tokens, batch_size=4, pad_to=12)(np.arange(8))

@@ -1,5 +1,6 @@
 """helpers.captioner: the masked loss, the clipped train step, and fine-tuning a pretrained
 encoder (keras.applications with random weights: tests never download)."""
+
 import numpy as np
 import pytest
 
@@ -7,7 +8,7 @@ import pytest
 def test_masked_loss_and_accuracy_equal_a_numpy_reference_that_skips_padding():
     import tensorflow as tf
 
-    from helpers.captioner import masked_loss_and_accuracy
+    from helpers.teacher_forcing import masked_loss_and_accuracy
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(3, 5, 7))
@@ -37,7 +38,7 @@ def gradients(model, batch):
     """The masked loss's gradient by an independent tape, variable by variable (by path)."""
     import tensorflow as tf
 
-    from helpers.captioner import masked_loss_and_accuracy
+    from helpers.teacher_forcing import masked_loss_and_accuracy
 
     with tf.GradientTape() as tape:
         loss, _ = masked_loss_and_accuracy(batch[2][:, 1:], model(*batch, training=True))
@@ -48,13 +49,14 @@ def gradients(model, batch):
 def test_the_train_step_clips_by_the_global_norm_of_the_tapes_gradients():
     import keras
 
-    from helpers.captioner import ShowAndTell, make_train_step
+    from helpers.captioner import ShowAndTell
+    from helpers.teacher_forcing import make_train_step
 
     batch = tiny_batch((2, 16))
     model = ShowAndTell(12, embed_dim=8, hidden=8, encoder=None)
     model(*batch)
     grads = gradients(model, batch)
-    norm = np.sqrt(sum((g ** 2).sum() for g in grads.values()))
+    norm = np.sqrt(sum((g**2).sum() for g in grads.values()))
     clip = norm / 4  # the clipping bites: every gradient shrinks by 4
     before = {v.path: v.numpy() for v in model.trainable_variables}
     _, _, reported = make_train_step(model, keras.optimizers.SGD(0.5), clip_norm=clip)(*batch)
@@ -72,33 +74,47 @@ def test_unfreeze_top_leaves_exactly_the_top_weighted_layers_trainable_and_batch
     encoder.trainable = False  # as after a first, frozen phase
     names = unfreeze_top(encoder, 4)
     backbone = next(layer for layer in encoder.layers if isinstance(layer, keras.Model))
-    expected = [layer.name for layer in backbone.layers
-                if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)][-4:]
+    expected = [
+        layer.name
+        for layer in backbone.layers
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    ][-4:]
     assert names == expected and names[-1] == "conv_1"
     trainable = {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
     assert trainable == set(expected)
     assert len(encoder.trainable_variables) == sum(len(backbone.get_layer(n).trainable_variables) for n in names)
     assert unfreeze_top(encoder, 0) == [] and encoder.trainable_variables == []
     assert len(unfreeze_top(encoder, 10_000)) == sum(
-        1 for layer in backbone.layers if layer.weights and not isinstance(layer, keras.layers.BatchNormalization))
+        1 for layer in backbone.layers if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    )
 
 
 def test_fine_tuning_moves_only_the_unfrozen_layers_at_the_encoders_own_rate():
     import keras
 
-    from helpers.captioner import ShowAndTell, make_train_step
+    from helpers.captioner import ShowAndTell
+    from helpers.teacher_forcing import make_train_step
 
     batch = tiny_batch((2, 32, 32, 3))
     # ResNet50: its residual paths carry a gradient even with random weights (MobileNetV3's vanishes)
-    model = ShowAndTell(12, embed_dim=8, hidden=8, encoder="resnet50", image_size=32, image_as="state",
-                        fine_tune=2, encoder_weights=None)
+    model = ShowAndTell(
+        12,
+        embed_dim=8,
+        hidden=8,
+        encoder="resnet50",
+        image_size=32,
+        image_as="state",
+        fine_tune=2,
+        encoder_weights=None,
+    )
     model(*batch)
     tuned = {v.path for v in model.cnn.trainable_variables}
     assert tuned and len(model.fine_tuned_layers) == 2
     grads = gradients(model, batch)
     before = {v.path: v.numpy() for v in model.weights}  # batch-norm statistics included
-    step = make_train_step(model, keras.optimizers.SGD(0.1), clip_norm=1e9,
-                           encoder_optimizer=keras.optimizers.SGD(0.01))
+    step = make_train_step(
+        model, keras.optimizers.SGD(0.1), clip_norm=1e9, encoder_optimizer=keras.optimizers.SGD(0.01)
+    )
     step(*batch)
     for v in model.weights:
         if v.path in tuned:

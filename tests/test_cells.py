@@ -1,4 +1,5 @@
 """helpers.cells: LSTM and GRU against Keras (float64) and finite differences, every gradient."""
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,11 @@ N, T, D, H = 3, 4, 5, 4
 def weights(kind, rng):
     k = 4 if kind == "lstm" else 3
     b_shape = (4 * H,) if kind == "lstm" else (2, 3 * H)
-    return dict(Wx=rng.normal(scale=0.5, size=(D, k * H)), Wh=rng.normal(scale=0.5, size=(H, k * H)),
-                b=rng.normal(scale=0.3, size=b_shape))
+    return dict(
+        Wx=rng.normal(scale=0.5, size=(D, k * H)),
+        Wh=rng.normal(scale=0.5, size=(H, k * H)),
+        b=rng.normal(scale=0.3, size=b_shape),
+    )
 
 
 @pytest.fixture
@@ -75,23 +79,31 @@ def test_sequence_matches_keras_layer(kind, rng):
 
 def _check_grads(f, inputs, analytic, dout, names):
     for name, grad in zip(names, analytic):
-        numeric = eval_numerical_gradient_array(lambda v, name=name: f(**{**inputs, name: v}), inputs[name].copy(), dout)
+        numeric = eval_numerical_gradient_array(
+            lambda v, name=name: f(**{**inputs, name: v}), inputs[name].copy(), dout
+        )
         assert grad.shape == inputs[name].shape, name
         assert rel_error(grad, numeric) < 1e-6, name
 
 
 def test_lstm_step_backward(rng):
-    inputs = dict(x=rng.normal(size=(N, D)), prev_h=rng.normal(size=(N, H)), prev_c=rng.normal(size=(N, H)),
-                  **weights("lstm", rng))
+    inputs = dict(
+        x=rng.normal(size=(N, D)),
+        prev_h=rng.normal(size=(N, H)),
+        prev_c=rng.normal(size=(N, H)),
+        **weights("lstm", rng),
+    )
     dh, dc = rng.normal(size=(N, H)), rng.normal(size=(N, H))
     _, _, cache = cells.lstm_step_forward(**inputs)
     grads = cells.lstm_step_backward(dh, dc, cache)
     names = ["x", "prev_h", "prev_c", "Wx", "Wh", "b"]
     # the loss is sum(next_h * dh) + sum(next_c * dc): check each output's share, then both
     for name, grad in zip(names, grads):
+
         def f(v, name=name):
             nh, nc, _ = cells.lstm_step_forward(**{**inputs, name: v})
             return np.stack([nh, nc])
+
         numeric = eval_numerical_gradient_array(f, inputs[name].copy(), np.stack([dh, dc]))
         assert rel_error(grad, numeric) < 1e-6, name
 
@@ -100,8 +112,13 @@ def test_gru_step_backward(rng):
     inputs = dict(x=rng.normal(size=(N, D)), prev_h=rng.normal(size=(N, H)), **weights("gru", rng))
     dh = rng.normal(size=(N, H))
     _, cache = cells.gru_step_forward(**inputs)
-    _check_grads(lambda **kw: cells.gru_step_forward(**kw)[0], inputs, cells.gru_step_backward(dh, cache), dh,
-                 ["x", "prev_h", "Wx", "Wh", "b"])
+    _check_grads(
+        lambda **kw: cells.gru_step_forward(**kw)[0],
+        inputs,
+        cells.gru_step_backward(dh, cache),
+        dh,
+        ["x", "prev_h", "Wx", "Wh", "b"],
+    )
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

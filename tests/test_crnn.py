@@ -1,8 +1,8 @@
-"""helpers.crnn: rendering, CTC (loss, greedy and prefix beam decoding) and error rates,
-each against an independent reference: brute force over every alignment, TensorFlow's
-CTC loss, a plain recursive Levenshtein distance."""
+"""helpers.crnn: rendering, CTC (loss, greedy and prefix beam decoding), each against an
+independent reference: brute force over every alignment, TensorFlow's CTC loss. (Its error
+rates are tested with the other metrics, in test_metrics.py.)"""
+
 import itertools
-from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -41,13 +41,16 @@ def frames(ids, C=5):
     return lp
 
 
-@pytest.mark.parametrize("path,expected", [
-    ([0, 1, 1, 0, 1, 2, 2, 0], [1, 1, 2]),  # a blank separates the two 1s; 2 2 merges
-    ([1, 1, 1, 1], [1]),
-    ([0, 0, 0], []),
-    ([3, 0, 3, 3, 0, 0, 3], [3, 3, 3]),
-    ([2, 4, 2, 4], [2, 4, 2, 4]),
-])
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ([0, 1, 1, 0, 1, 2, 2, 0], [1, 1, 2]),  # a blank separates the two 1s; 2 2 merges
+        ([1, 1, 1, 1], [1]),
+        ([0, 0, 0], []),
+        ([3, 0, 3, 3, 0, 0, 3], [3, 3, 3]),
+        ([2, 4, 2, 4], [2, 4, 2, 4]),
+    ],
+)
 def test_greedy_decoding_of_hand_made_frames(path, expected):
     assert crnn.ctc_greedy_decode(frames(path)) == expected
     assert collapse(path) == tuple(expected)  # the reference map agrees
@@ -74,13 +77,13 @@ def test_ctc_forward_and_the_keras_ctc_loss_agree():
     logits = rng.normal(size=(4, 12, 6)).astype(np.float32) * 3
     labels = [[1, 2, 3], [4, 4], [5], [1, 2, 1, 2, 1]]
     padded = np.zeros((4, 5), np.int32)
-    for row, l in zip(padded, labels):
-        row[: len(l)] = l
-    lengths = np.array([len(l) for l in labels], np.int32)
+    for row, label in zip(padded, labels):
+        row[: len(label)] = label
+    lengths = np.array([len(label) for label in labels], np.int32)
     import keras
 
     per_item = keras.ops.convert_to_numpy(keras.ops.ctc_loss(padded, logits, lengths, np.full(4, 12), mask_index=0))
-    ours = [crnn.ctc_forward(log_softmax(logits[i].astype(np.float64)), l)[0] for i, l in enumerate(labels)]
+    ours = [crnn.ctc_forward(log_softmax(logits[i].astype(np.float64)), label)[0] for i, label in enumerate(labels)]
     np.testing.assert_allclose(per_item, ours, rtol=1e-5)
     mean = float(keras.ops.convert_to_numpy(crnn.ctc_loss(padded, lengths, logits)))
     np.testing.assert_allclose(mean, np.mean(ours), rtol=1e-5)
@@ -126,32 +129,6 @@ def test_bad_beam_width_is_named():
 
 
 # ----------------------------------------------------------------------------- error rates
-
-
-@lru_cache(maxsize=None)
-def levenshtein(a, b):
-    if not a or not b:
-        return len(a) + len(b)
-    return min(levenshtein(a[1:], b) + 1, levenshtein(a, b[1:]) + 1, levenshtein(a[1:], b[1:]) + (a[0] != b[0]))
-
-
-def test_edit_distance_equals_a_recursive_levenshtein():
-    rng = np.random.default_rng(0)
-    for _ in range(300):
-        a = "".join(rng.choice(list("abc"), size=rng.integers(0, 8)))
-        b = "".join(rng.choice(list("abc"), size=rng.integers(0, 8)))
-        assert crnn.edit_distance(a, b) == levenshtein(a, b), (a, b)
-    assert crnn.edit_distance("kitten", "sitting") == 3
-
-
-def test_cer_and_word_accuracy():
-    refs, hyps = ["hello", "1234", "dog"], ["hallo", "1234", "dogs"]
-    assert crnn.cer(refs, hyps) == pytest.approx((1 + 0 + 1) / 12)
-    assert crnn.word_accuracy(refs, hyps) == pytest.approx(1 / 3)
-    with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
-        crnn.cer(["a", "b"], ["a"])
-    with pytest.raises(ValueError, match="references are all empty"):
-        crnn.cer([""], ["x"])
 
 
 # ----------------------------------------------------------------------------- data

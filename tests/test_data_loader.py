@@ -1,4 +1,5 @@
 """helpers.data.load_flickr30k on the three annotation formats, their defects and bad input."""
+
 import json
 import warnings
 
@@ -70,7 +71,10 @@ def test_karpathy_json_gives_captions_and_split(tmp_path):
     df, _ = loaded(make_root(tmp_path, "dataset_flickr30k.json", json.dumps(obj)))
     assert list(zip(df.image, df.caption_id, df.caption)) == CLEAN
     assert df.groupby("image").split.first().to_dict() == {
-        "1000092795.jpg": "train", "10002456.jpg": "test", "1007129816.jpg": "train"}
+        "1000092795.jpg": "train",
+        "10002456.jpg": "test",
+        "1007129816.jpg": "train",
+    }
 
 
 def test_json_is_preferred_over_token_and_csv(tmp_path):
@@ -146,10 +150,20 @@ def test_flickr8k_jpg_dot_one_quirk(tmp_path):
 @pytest.mark.parametrize(
     "name,text,where,what",
     [
-        ("results_20130124.token", token_text() + "no separator here\n", "line 6", "expected 'IMAGE.jpg#N<TAB>caption'"),
+        (
+            "results_20130124.token",
+            token_text() + "no separator here\n",
+            "line 6",
+            "expected 'IMAGE.jpg#N<TAB>caption'",
+        ),
         ("results_20130124.token", token_text() + "1.jpg#0\t   \n", "line 6", "empty caption for 1.jpg#0"),
         ("results_20130124.token", "notes.txt#0\ta caption\n", "line 1", "'notes.txt' is not an image file name"),
-        ("results_20130124.token", token_text() + token_text()[:60] + "\n", "lines 1, 6", "caption 0 of 1000092795.jpg appears more than once"),
+        (
+            "results_20130124.token",
+            token_text() + token_text()[:60] + "\n",
+            "lines 1, 6",
+            "caption 0 of 1000092795.jpg appears more than once",
+        ),
         ("results.csv", csv_text() + "1.jpg| two| a caption\n", "line 7", "comment_number 'two' is not a whole number"),
         ("results.csv", csv_text() + "1.jpg a caption\n", "line 7", "expected 'image_name| comment_number| comment'"),
         ("results.csv", "name| id| text\n" + csv_text()[36:], "line 1", "expected the header"),
@@ -158,8 +172,12 @@ def test_flickr8k_jpg_dot_one_quirk(tmp_path):
         ("dataset_flickr30k.json", '{"imgs": []}', "", "expected a JSON object with an 'images' list"),
         ("dataset_flickr30k.json", json.dumps({"images": [{"filename": "1.jpg"}]}), "image 0", "'sentences' list"),
         ("dataset_flickr30k.json", json.dumps(karpathy(split="dev")), "image 0", "split 'dev' is not"),
-        ("dataset_flickr30k.json", json.dumps({"images": [{"filename": "1.jpg", "split": "test", "sentences": [{"raw": " "}]}]}),
-         "image 0", "empty caption for 1.jpg, sentence 0"),
+        (
+            "dataset_flickr30k.json",
+            json.dumps({"images": [{"filename": "1.jpg", "split": "test", "sentences": [{"raw": " "}]}]}),
+            "image 0",
+            "empty caption for 1.jpg, sentence 0",
+        ),
     ],
 )
 def test_malformed_annotations_name_file_and_line(tmp_path, name, text, where, what):
@@ -201,7 +219,10 @@ def test_split_lists_beside_annotations_win(tmp_path):
     (root / "test.txt").write_text("1007129816\n")
     df = load_flickr30k(root)
     assert df.groupby("image").split.first().to_dict() == {
-        "1000092795.jpg": "train", "10002456.jpg": "val", "1007129816.jpg": "test"}
+        "1000092795.jpg": "train",
+        "10002456.jpg": "val",
+        "1007129816.jpg": "test",
+    }
 
 
 def test_shipped_karpathy_lists_decide_for_their_images(tmp_path):
@@ -254,8 +275,13 @@ def test_real_original_token_head(shared_data, tmp_path):
 
 def test_real_entities_split(shared_data, tmp_path):
     split_dir = shared_data / "flickr30k" / "entities_split"
-    root = _linked_root(tmp_path, [shared_data / "flickr30k" / "captions_karpathy.token",
-                                   *(split_dir / f"{s}.txt" for s in ("train", "val", "test"))])
+    root = _linked_root(
+        tmp_path,
+        [
+            shared_data / "flickr30k" / "captions_karpathy.token",
+            *(split_dir / f"{s}.txt" for s in ("train", "val", "test")),
+        ],
+    )
     per_image = load_flickr30k(root).groupby("image").split.first()
     test_ids = set((split_dir / "test.txt").read_text().split())
     assert {n[:-4] for n in per_image[per_image == "test"].index} == test_ids & {n[:-4] for n in per_image.index}
@@ -276,7 +302,7 @@ def test_real_flickr8k_layout(shared_data, tmp_path):
 
 def test_real_captions_in_results_csv_and_json_match_the_token_file(shared_data, tmp_path):
     lines = (shared_data / "flickr30k" / "captions_karpathy.token").read_text().splitlines()[:2000]
-    rows = [(l.split("#")[0], int(l.split("#")[1].split("\t")[0]), l.split("\t")[1]) for l in lines]
+    rows = [(line.split("#")[0], int(line.split("#")[1].split("\t")[0]), line.split("\t")[1]) for line in lines]
     ref = load_flickr30k(make_root(tmp_path / "a", text=token_text(rows)))
     csv = load_flickr30k(make_root(tmp_path / "b", "results.csv", csv_text(rows)))
     js = load_flickr30k(make_root(tmp_path / "c", "dataset_flickr30k.json", json.dumps(karpathy(rows))))

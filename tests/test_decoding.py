@@ -1,4 +1,5 @@
 """helpers.decoding against brute force on a tiny model with a real recurrent state."""
+
 import itertools
 
 import numpy as np
@@ -25,7 +26,11 @@ class TinyRNN:
         h = state["h"] if self.nested else state
         h = np.tanh(self.E[np.asarray(tokens)] + h @ self.W)
         logits = h @ self.U
-        log_probs = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
+        log_probs = (
+            logits
+            - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+            - logits.max(1, keepdims=True)
+        )
         return log_probs, ({"h": h, "extra": state["extra"]} if self.nested else h)
 
     def score(self, state_row, tokens):
@@ -105,7 +110,10 @@ def test_batch_equals_items_alone_and_nested_state_works():
     state = model.initial(5)
     together = beam_search(model.step, state, START, END, beam_width=3, max_len=6, length_penalty=0.5)
     for i in range(5):
-        alone_state = {"h": state["h"][i : i + 1], "extra": (state["extra"][0][i : i + 1], [state["extra"][1][0][i : i + 1]])}
+        alone_state = {
+            "h": state["h"][i : i + 1],
+            "extra": (state["extra"][0][i : i + 1], [state["extra"][1][0][i : i + 1]]),
+        }
         alone = beam_search(model.step, alone_state, START, END, beam_width=3, max_len=6, length_penalty=0.5)
         assert [t for t, _ in alone[0]] == [t for t, _ in together[i]]
         assert np.allclose([lp for _, lp in alone[0]], [lp for _, lp in together[i]])
@@ -185,18 +193,22 @@ def test_early_exit_never_changes_the_result(penalty):
 
 def countdown_step(sizes):
     """Item i says "word" i times, then <end>; records the batch size of every call."""
+
     def step(tokens, state):
         sizes.append(len(tokens))
         log_probs = np.full((len(tokens), V), np.log(0.1 / (V - 1)))
         log_probs[np.arange(len(tokens)), np.where(state == 0, END, 1)] = np.log(0.9)
         return log_probs, state - 1
+
     return step
 
 
 def test_finished_items_leave_the_batch():
     # stepping a finished item costs time and changes nothing: greedy and beam drop its rows
-    for decode in (lambda step, s: greedy_decode(step, s, START, END, 10),
-                   lambda step, s: beam_search(step, s, START, END, 1, 10)):
+    for decode in (
+        lambda step, s: greedy_decode(step, s, START, END, 10),
+        lambda step, s: beam_search(step, s, START, END, 1, 10),
+    ):
         sizes = []
         out = decode(countdown_step(sizes), np.array([2, 0, 1]))
         assert [h[0][0] for h in out] == [[1, 1, END], [END], [1, END]]

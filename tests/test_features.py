@@ -1,4 +1,5 @@
 """helpers.features: encoders without downloads, and the atomic, resumable feature cache."""
+
 import subprocess
 import sys
 import textwrap
@@ -36,9 +37,15 @@ def expected(encoder, paths):
     return np.asarray(encoder(tf.constant(batch), training=False))
 
 
-@pytest.mark.parametrize("name,size,shape", [
-    ("mobilenet_v3_small", 64, (576,)), ("resnet50", 64, (2048,)), ("efficientnet_b0", 64, (1280,)),
-    ("small_cnn", 96, (128,))])
+@pytest.mark.parametrize(
+    "name,size,shape",
+    [
+        ("mobilenet_v3_small", 64, (576,)),
+        ("resnet50", 64, (2048,)),
+        ("efficientnet_b0", 64, (1280,)),
+        ("small_cnn", 96, (128,)),
+    ],
+)
 def test_encoders_build_without_downloading(name, size, shape):
     model = features.build_encoder(name, weights=None, input_size=size)
     out = model(np.zeros((2, size, size, 3), np.float32))
@@ -93,6 +100,7 @@ def test_a_changed_image_is_recomputed(encoder, images, tmp_path):
     np.testing.assert_allclose(fresh[5], expected(encoder, images[5:6])[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a process that kills itself
 def test_kill_9_mid_run_resumes_without_recomputing_finished_shards(tmp_path, images):
     cache = tmp_path / "cache"
     paths = ",".join(repr(str(p)) for p in images)

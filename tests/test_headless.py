@@ -1,5 +1,6 @@
 """python -m helpers.headless (make run): waits for kernel messages in slices, executes
 notebooks into another folder, and names a failing notebook and its error in one line."""
+
 import asyncio
 import os
 import subprocess
@@ -60,18 +61,27 @@ def write_notebook(path, cells):
 
 def run(*args):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    return subprocess.run([sys.executable, "-m", "helpers.headless", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.headless", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
+@pytest.mark.slow  # real kernels
 def test_notebooks_run_in_their_folder_and_land_in_the_output_folder(tmp_path):
     import nbformat
 
     (tmp_path / "here.txt").write_text("found")
-    write_notebook(tmp_path / "a.ipynb", [
-        "import ipywidgets as w\nw.interact(lambda x: print('x =', x), x=(0, 4))",
-        "print(open('here.txt').read())",  # the notebook's folder is the working directory
-    ])
+    write_notebook(
+        tmp_path / "a.ipynb",
+        [
+            "import ipywidgets as w\nw.interact(lambda x: print('x =', x), x=(0, 4))",
+            "print(open('here.txt').read())",  # the notebook's folder is the working directory
+        ],
+    )
     done = run("--out-dir", tmp_path / "out", tmp_path / "a.ipynb")
     assert done.returncode == 0, done.stderr
     nb = nbformat.read(tmp_path / "out" / "a.ipynb", as_version=4)
@@ -79,6 +89,7 @@ def test_notebooks_run_in_their_folder_and_land_in_the_output_folder(tmp_path):
     assert "a.ipynb" in done.stdout and not nbformat.read(tmp_path / "a.ipynb", as_version=4).cells[1].outputs
 
 
+@pytest.mark.slow  # real kernels
 def test_a_failing_cell_is_named_in_one_line(tmp_path):
     write_notebook(tmp_path / "bad.ipynb", ["x = 1", "raise ValueError('the data are missing')"])
     done = run("--out-dir", tmp_path / "out", tmp_path / "bad.ipynb")

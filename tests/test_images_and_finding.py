@@ -1,4 +1,5 @@
 """load_image, find_dataset, verify and the command line of helpers.data."""
+
 import os
 import subprocess
 import sys
@@ -24,7 +25,11 @@ def test_load_image_gives_rgb_and_resizes(tmp_path):
 def test_load_image_bad_files_name_the_path(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a JPEG")
-    for name, what in [("missing.jpg", "does not exist"), ("empty.jpg", "is empty"), ("corrupt.jpg", "could not be decoded")]:
+    for name, what in [
+        ("missing.jpg", "does not exist"),
+        ("empty.jpg", "is empty"),
+        ("corrupt.jpg", "could not be decoded"),
+    ]:
         with pytest.raises(ValueError) as err:
             data.load_image(tmp_path / name)
         assert str(tmp_path / name) in str(err.value) and what in str(err.value)
@@ -73,7 +78,9 @@ def test_verify_lists_missing_images_and_uncaptioned_ones(mini_root, tmp_path):
 
 def _cli(*args):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    return subprocess.run([sys.executable, "-m", "helpers.data", *map(str, args)], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.data", *map(str, args)], capture_output=True, text=True, env=env
+    )
 
 
 def test_cli_verify_and_clear_error(mini_root, tmp_path):
@@ -94,7 +101,11 @@ def test_read_captions_needs_no_images(tmp_path):
     (tmp_path / "caps.csv").write_text("image_name| comment_number| comment\n1.jpg| 0| A dog .\n")
     with pytest.warns(data.AnnotationWarning, match="caps.token, line 1: HTML entity"):
         df = data.read_captions(tmp_path / "caps.token")
-    assert df.caption.tolist() == ["A dog & a cat .", "Two pets ."] and list(df.columns) == ["image", "caption_id", "caption"]
+    assert df.caption.tolist() == ["A dog & a cat .", "Two pets ."] and list(df.columns) == [
+        "image",
+        "caption_id",
+        "caption",
+    ]
     assert data.read_captions(tmp_path / "caps.csv").caption.tolist() == ["A dog ."]
     with pytest.raises(FileNotFoundError, match="caption file .*nope.token does not exist"):
         data.read_captions(tmp_path / "nope.token")

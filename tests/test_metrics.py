@@ -1,10 +1,14 @@
-"""helpers.metrics equals pycocoevalcap's Bleu(4) and Cider() on tokenised text."""
+"""helpers.metrics equals pycocoevalcap's Bleu(4) and Cider() on tokenised text; its edit
+distance equals a plain recursive Levenshtein distance."""
+
+from functools import cache
+
 import numpy as np
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
-from helpers.metrics import bleu, cider, cider_per_image
+from helpers.metrics import bleu, cer, cider, cider_per_image, edit_distance, word_accuracy
 from helpers.text import tokenize
 
 WORDS = "a the dog man red ball runs on grass in park with two small big".split()
@@ -12,8 +16,10 @@ WORDS = "a the dog man red ball runs on grass in park with two small big".split(
 
 def random_corpus(seed, n_images=40):
     rng = np.random.default_rng(seed)
+
     def sentence():
         return " ".join(rng.choice(WORDS, size=rng.integers(1, 12)))
+
     refs = {i: [sentence() for _ in range(rng.integers(1, 6))] for i in range(n_images)}
     hyps = {i: sentence() for i in range(n_images)}
     return refs, hyps
@@ -34,7 +40,9 @@ def test_equal_to_pycocoevalcap_on_random_corpora(seed):
     assert np.allclose(bleu(refs, hyps), b, rtol=0, atol=1e-9)
     assert cider(refs, hyps) == pytest.approx(c, abs=1e-9)
     ours = cider_per_image(refs, hyps)
-    assert list(ours) == list(refs) and np.allclose([ours[k] for k in refs], [per_image[k] for k in refs], rtol=0, atol=1e-9)
+    assert list(ours) == list(refs) and np.allclose(
+        [ours[k] for k in refs], [per_image[k] for k in refs], rtol=0, atol=1e-9
+    )
 
 
 def test_equal_to_pycocoevalcap_on_real_captions(shared_data):
@@ -49,7 +57,9 @@ def test_equal_to_pycocoevalcap_on_real_captions(shared_data):
     assert np.allclose(bleu(refs, hyps), b, rtol=0, atol=1e-9)
     assert cider(refs, hyps) == pytest.approx(c, abs=1e-9)
     ours = cider_per_image(refs, hyps)
-    assert list(ours) == list(refs) and np.allclose([ours[k] for k in refs], [per_image[k] for k in refs], rtol=0, atol=1e-9)
+    assert list(ours) == list(refs) and np.allclose(
+        [ours[k] for k in refs], [per_image[k] for k in refs], rtol=0, atol=1e-9
+    )
 
 
 def test_perfect_and_empty_overlap():
@@ -70,6 +80,7 @@ def test_mismatched_keys_are_named():
         bleu({1: []}, {1: "a"})
 
 
+@pytest.mark.slow  # starts Java where it is installed
 def test_meteor_runs_or_says_why_not():
     from helpers.metrics import MetricUnavailableError, meteor, meteor_unavailable_reason
 
@@ -83,3 +94,32 @@ def test_meteor_runs_or_says_why_not():
     perfect = meteor(refs, {1: "a dog runs on the grass", 2: "two men in a park"})
     partial = meteor(refs, {1: "a dog", 2: "a cat"})
     assert 0 <= partial < perfect <= 1
+
+
+# ----------------------------------------------------------------------------- reading text (notebook 07)
+
+
+@cache
+def levenshtein(a, b):
+    if not a or not b:
+        return len(a) + len(b)
+    return min(levenshtein(a[1:], b) + 1, levenshtein(a, b[1:]) + 1, levenshtein(a[1:], b[1:]) + (a[0] != b[0]))
+
+
+def test_edit_distance_equals_a_recursive_levenshtein():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        a = "".join(rng.choice(list("abc"), size=rng.integers(0, 8)))
+        b = "".join(rng.choice(list("abc"), size=rng.integers(0, 8)))
+        assert edit_distance(a, b) == levenshtein(a, b), (a, b)
+    assert edit_distance("kitten", "sitting") == 3
+
+
+def test_cer_and_word_accuracy():
+    refs, hyps = ["hello", "1234", "dog"], ["hallo", "1234", "dogs"]
+    assert cer(refs, hyps) == pytest.approx((1 + 0 + 1) / 12)
+    assert word_accuracy(refs, hyps) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
+        cer(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="references are all empty"):
+        cer([""], ["x"])

@@ -1,4 +1,5 @@
 """The embedded dataset: layout, determinism, atomic writing, and captions that tell the truth."""
+
 import json
 import re
 
@@ -15,7 +16,13 @@ def _files(root):
 
 def test_layout_loads_through_the_real_loader(mini_root):
     assert {p.name for p in mini_root.iterdir()} >= {
-        "flickr30k_images", "results.csv", "dataset_flickr30k.json", "boxes.json", "scenes.json", "mini_flickr.json"}
+        "flickr30k_images",
+        "results.csv",
+        "dataset_flickr30k.json",
+        "boxes.json",
+        "scenes.json",
+        "mini_flickr.json",
+    }
     df = data.load_flickr30k(mini_root)
     assert len(df) == 600 and df.image.nunique() == 120
     assert df.groupby("image").split.first().value_counts().to_dict() == {"train": 102, "val": 9, "test": 9}
@@ -89,13 +96,17 @@ def test_boxes_and_relations_match_the_pictures(mini_root):
             (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = ordered[0], ordered[1]
             # the relation after the first object phrase is about the first two objects named
             if re.search(r"\b(to the left of|left of)\b", text) and "three" not in text:
-                assert ax1 <= bx0, (name, cap); checked += 1
+                assert ax1 <= bx0, (name, cap)
+                checked += 1
             elif re.search(r"\b(to the right of|right of)\b", text):
-                assert bx1 <= ax0, (name, cap); checked += 1
+                assert bx1 <= ax0, (name, cap)
+                checked += 1
             elif re.search(r"\b(above|over|on top of)\b", text):
-                assert ay1 <= by0, (name, cap); checked += 1
+                assert ay1 <= by0, (name, cap)
+                checked += 1
             elif re.search(r"\b(below|under|beneath)\b", text):
-                assert by1 <= ay0, (name, cap); checked += 1
+                assert by1 <= ay0, (name, cap)
+                checked += 1
     assert checked > 100
 
 
@@ -149,6 +160,8 @@ def test_ceiling_is_high_for_the_same_image_and_low_for_another(tmp_path):
     test = [e for e in json.loads((root / "dataset_flickr30k.json").read_text())["images"] if e["split"] == "test"]
     refs = {e["filename"]: [s["raw"] for s in e["sentences"]] for e in test}
     names = list(refs)
-    shuffled = {n: mini_flickr.make_caption(meta["scenes"][names[i - 1]], np.random.default_rng(i))[0]
-                for i, n in enumerate(names)}
+    shuffled = {
+        n: mini_flickr.make_caption(meta["scenes"][names[i - 1]], np.random.default_rng(i))[0]
+        for i, n in enumerate(names)
+    }
     assert bleu(refs, shuffled)[3] < ceiling["bleu4"] - 0.2

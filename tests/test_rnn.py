@@ -1,4 +1,5 @@
 """helpers.rnn against Keras (float64 parity), finite differences and tf.GradientTape."""
+
 import numpy as np
 import pytest
 
@@ -33,7 +34,13 @@ def test_forward_matches_keras_simple_rnn_in_float64(params):
 
 
 def test_step_forward_by_hand():
-    x, h, Wx, Wh, b = np.array([[1.0, 2.0]]), np.array([[0.5]]), np.array([[0.1], [0.2]]), np.array([[0.3]]), np.array([0.05])
+    x, h, Wx, Wh, b = (
+        np.array([[1.0, 2.0]]),
+        np.array([[0.5]]),
+        np.array([[0.1], [0.2]]),
+        np.array([[0.3]]),
+        np.array([0.05]),
+    )
     next_h, _ = rnn.rnn_step_forward(x, h, Wx, Wh, b)
     assert next_h[0, 0] == pytest.approx(np.tanh(0.1 + 0.4 + 0.15 + 0.05))
 
@@ -46,10 +53,12 @@ def test_step_backward_matches_finite_differences(params):
     grads = rnn.rnn_step_backward(dnext, cache)
     inputs = [x, h, Wx, Wh, b]
     for i, analytic in enumerate(grads):
+
         def f(v, i=i):
             args = list(inputs)
             args[i] = v
             return rnn.rnn_step_forward(*args)[0]
+
         numeric = eval_numerical_gradient_array(f, inputs[i].copy(), dnext)
         assert rel_error(analytic, numeric) < 1e-6, ["dx", "dprev_h", "dWx", "dWh", "db"][i]
 
@@ -61,8 +70,10 @@ def test_backward_matches_finite_differences(params):
     grads = rnn.rnn_backward(dh, cache)
     names = ["x", "h0", "Wx", "Wh", "b"]
     for name, analytic in zip(names, grads):
+
         def f(v, name=name):
             return rnn.rnn_forward(**{**params, name: v})[0]
+
         numeric = eval_numerical_gradient_array(f, params[name].copy(), dh)
         assert analytic.shape == params[name].shape
         assert rel_error(analytic, numeric) < 1e-6, name

@@ -37,7 +37,11 @@ def _spec(requirement):
 
 def test_environment_yml_installs_what_pyproject_declares():
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    declared = project["dependencies"] + project["optional-dependencies"]["tensorflow"] + project["optional-dependencies"]["test"]
+    declared = (
+        project["dependencies"]
+        + project["optional-dependencies"]["tensorflow"]
+        + project["optional-dependencies"]["test"]
+    )
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))

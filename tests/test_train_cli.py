@@ -1,22 +1,32 @@
-"""python -m helpers.train: metrics.json, atomic checkpoints, resume after kill -9, clear errors."""
+"""python -m helpers.train: metrics.json, atomic checkpoints, resume after kill -9 at a chosen point, clear errors,
+runs that load back."""
+
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
+import textwrap
 
 import pytest
 
 from helpers import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow  # each test trains in a subprocess
 
 FAST = ["--model", "show_tell", "--batch-size", "8", "--image-size", "32", "--min-count", "1", "--max-len", "20"]
 
 
 def run(*args, timeout=300):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "helpers.train", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=PROJECT_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.train", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,35 +55,78 @@ def test_metrics_json_has_the_designed_fields(uninterrupted):
     assert not [p for p in uninterrupted.iterdir() if ".tmp-" in p.name]
 
 
+def killed_at(point, argv):
+    """Run ``python -m helpers.train argv`` in a process that kills itself (SIGKILL: no cleanup,
+    no exception handlers) at ``point``, a snippet that patches helpers.training or its helpers."""
+    script = (
+        textwrap.dedent("""
+        import os, signal
+        import helpers.checkpoints, helpers.crnn, helpers.training
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+        + textwrap.dedent(point)
+        + f"\nfrom helpers.train import main\nmain({[str(a) for a in argv]!r})\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+# halfway through writing epoch 2's checkpoint: its temporary file is torn, epoch 1's is whole
+DIE_WRITING_THE_SECOND_CHECKPOINT = """
+    real, calls = helpers.checkpoints.write_atomic, []
+    def write_atomic(path, fill):
+        calls.append(path)
+        if len(calls) < 2:
+            return real(path, fill)
+        def torn(f):
+            fill(f)
+            f.truncate(f.tell() // 2)
+            f.flush()
+            die()
+        return real(path, torn)
+    helpers.checkpoints.write_atomic = write_atomic
+"""
+
+
 def test_kill_9_then_resume_ends_with_the_same_metrics(small, uninterrupted, tmp_path):
     out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen([sys.executable, "-m", "helpers.train", *FAST, "--data", str(small), "--epochs", "3",
-                             "--out", str(out)], env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (out / "checkpoint.npz").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)  # after the first checkpoint, somewhere in epoch 2 (or later)
-    proc.wait()
+    killed = killed_at(DIE_WRITING_THE_SECOND_CHECKPOINT, [*FAST, "--data", small, "--epochs", 3, "--out", out])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    from helpers.checkpoints import CheckpointError, load_checkpoint
+
     assert not (out / "metrics.json").exists()
+    torn = list(out.glob(".checkpoint.npz.tmp-*"))
+    assert len(torn) == 1  # it died writing epoch 2's checkpoint, whose torn start never replaced epoch 1's
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_checkpoint(torn[0], None)
     resumed = run(*FAST, "--data", small, "--epochs", 3, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch 1" in resumed.stdout
     a = json.loads((uninterrupted / "metrics.json").read_text())
     b = json.loads((out / "metrics.json").read_text())
     assert b["greedy"] == a["greedy"] and b["beam"] == a["beam"] and b["novel_fraction"] == a["novel_fraction"]
     assert [h["loss"] for h in b["history"]] == [h["loss"] for h in a["history"]]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--encoder", "alexnet"], "unknown encoder 'alexnet'"),
-    (["--data", "/nonexistent/flickr"], "--data /nonexistent/flickr is not a folder"),
-    (["--resume"], "--resume: no checkpoint in"),
-    (["--batch-size", "500"], "--batch-size 500 is larger than the"),
-    (["--fine-tune", "2"], "--fine-tune is for --model show_tell with a keras.applications --encoder"),
-    (["--fine-tune", "-1"], "--fine-tune must be 0 or more"),
-    (["--encoder", "resnet50", "--encoder-weights", "/nonexistent.weights.h5"], "is neither imagenet, none, nor a file"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--encoder", "alexnet"], "unknown encoder 'alexnet'"),
+        (["--data", "/nonexistent/flickr"], "--data /nonexistent/flickr is not a folder"),
+        (["--resume"], "--resume: no checkpoint in"),
+        (["--batch-size", "500"], "--batch-size 500 is larger than the"),
+        (["--fine-tune", "2"], "--fine-tune is for --model show_tell with a keras.applications --encoder"),
+        (["--fine-tune", "-1"], "--fine-tune must be 0 or more"),
+        (
+            ["--encoder", "resnet50", "--encoder-weights", "/nonexistent.weights.h5"],
+            "is neither imagenet, none, nor a file",
+        ),
+    ],
+)
 def test_bad_arguments_give_one_line(small, tmp_path, args, message):
     base = [*FAST, "--out", tmp_path / "x", "--epochs", "1"]
     if "--data" not in args:
@@ -103,7 +156,7 @@ def test_crnn_writes_cer_and_word_accuracy(crnn_run):
     assert set(metrics["prefix_beam"]) == {"beam_width", "cer", "word_accuracy"} and metrics["test_lines"] == 40
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and "val_cer" in metrics["history"][0]
     readings = json.loads((out / "readings.json").read_text())
-    from helpers.crnn import cer
+    from helpers.metrics import cer
 
     assert cer([r["text"] for r in readings], [r["greedy"] for r in readings]) == metrics["cer"]
     assert "test CER greedy" in done.stdout and (out / "checkpoint.npz").is_file()
@@ -111,7 +164,7 @@ def test_crnn_writes_cer_and_word_accuracy(crnn_run):
 
 def test_a_crnn_run_loads_back_and_reads_the_same(crnn_run):
     from helpers.crnn import CHARSET, load_text_lines, read_text
-    from helpers.train import load_trained
+    from helpers.training import load_trained
 
     lines, out, _ = crnn_run
     model, charset = load_trained(out)
@@ -125,29 +178,40 @@ def test_a_crnn_run_loads_back_and_reads_the_same(crnn_run):
 def test_crnn_kill_9_then_resume_ends_with_the_same_metrics(crnn_run, tmp_path):
     lines, uninterrupted, _ = crnn_run
     out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen([sys.executable, "-m", "helpers.train", *CRNN, "--data", str(lines), "--out", str(out)],
-                            env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (out / "checkpoint.npz").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # the 20th step: 240 lines in batches of 16 are 15 steps an epoch, so in the middle of epoch 2
+    mid_epoch_2 = """
+        real = helpers.crnn.make_ctc_train_step
+        def make_ctc_train_step(*args, **kwargs):
+            step, calls = real(*args, **kwargs), []
+            def counted(*batch):
+                calls.append(1)
+                if len(calls) == 20:
+                    die()
+                return step(*batch)
+            return counted
+        helpers.crnn.make_ctc_train_step = make_ctc_train_step
+    """
+    killed = killed_at(mid_epoch_2, [*CRNN, "--data", lines, "--out", out])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (out / "metrics.json").exists()
     resumed = run(*CRNN, "--data", lines, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch 1" in resumed.stdout
     a = json.loads((uninterrupted / "metrics.json").read_text())
     b = json.loads((out / "metrics.json").read_text())
     assert (b["cer"], b["word_accuracy"], b["prefix_beam"]) == (a["cer"], a["word_accuracy"], a["prefix_beam"])
     assert [h["loss"] for h in b["history"]] == [h["loss"] for h in a["history"]]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--strategy", "mirrored"], "--strategy mirrored is for the captioners"),
-    (["--encoder", "resnet50"], "--encoder applies to the captioners"),
-    (["--batch-size", "500"], "--batch-size 500 is larger than the 240 training lines"),
-    (["--lines", "0"], "--lines must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--strategy", "mirrored"], "--strategy mirrored is for the captioners"),
+        (["--encoder", "resnet50"], "--encoder applies to the captioners"),
+        (["--batch-size", "500"], "--batch-size 500 is larger than the 240 training lines"),
+        (["--lines", "0"], "--lines must be at least 1"),
+    ],
+)
 def test_crnn_bad_arguments_give_one_line(crnn_run, tmp_path, args, message):
     lines, _, _ = crnn_run
     done = run(*CRNN, "--data", lines, "--out", tmp_path / "x", *args)
@@ -162,7 +226,7 @@ def test_attention_writes_grounding_and_loads_back(small, tmp_path):
     from helpers.attention import ShowAttendTell
     from helpers.data import load_flickr30k, load_image
     from helpers.decoding import greedy_decode
-    from helpers.train import load_trained
+    from helpers.training import load_trained
 
     out = tmp_path / "att"
     done = run(*FAST, "--model", "attention", "--data", small, "--epochs", 1, "--out", out)
@@ -191,7 +255,7 @@ def test_a_saved_run_loads_back_and_captions_the_same(uninterrupted, small):
 
     from helpers.data import load_flickr30k, load_image
     from helpers.decoding import greedy_decode
-    from helpers.train import load_trained
+    from helpers.training import load_trained
 
     model, vocab = load_trained(uninterrupted)
     test = load_flickr30k(small).query("split == 'test'").drop_duplicates("image")
@@ -212,7 +276,7 @@ def test_fine_tuning_resumes_to_the_same_metrics_and_loads_back(small, tmp_path)
 
     from helpers.data import load_flickr30k, load_image
     from helpers.decoding import greedy_decode
-    from helpers.train import load_trained
+    from helpers.training import load_trained
 
     full, split = tmp_path / "full", tmp_path / "split"
     done = run(*FINE_TUNE, "--data", small, "--epochs", 2, "--out", full)
@@ -226,7 +290,7 @@ def test_fine_tuning_resumes_to_the_same_metrics_and_loads_back(small, tmp_path)
     assert b["greedy"] == a["greedy"] and [h["loss"] for h in b["history"]] == [h["loss"] for h in a["history"]]
 
     model, vocab = load_trained(full)  # the encoder's weights come from the checkpoint
-    assert model.config["fine_tune"] == 2 and len(model.cnn.trainable_variables) == 4
+    assert model.fine_tune == 2 and len(model.cnn.trainable_variables) == 4
     test = load_flickr30k(small).query("split == 'test'").drop_duplicates("image")
     x = tf.constant(np.stack([load_image(p, size=(32, 32)) for p in test.path]))
     out = greedy_decode(model.step, model.initial_state(x), vocab.start_id, vocab.end_id, 20)
@@ -241,22 +305,36 @@ def test_a_run_on_cached_features_loads_back_and_captions_the_same(small, tmp_pa
     from helpers.data import load_flickr30k
     from helpers.decoding import greedy_decode
     from helpers.features import build_encoder, extract_features
-    from helpers.train import load_trained
+    from helpers.training import load_trained
 
     weights = tmp_path / "mobilenet.weights.h5"  # a weights file stands in for the ImageNet download
-    keras.applications.MobileNetV3Small(input_shape=(224, 224, 3), weights=None, include_top=False).save_weights(weights)
+    keras.applications.MobileNetV3Small(input_shape=(224, 224, 3), weights=None, include_top=False).save_weights(
+        weights
+    )
     monkeypatch.setenv("COURSE_FEATURE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "features"
-    done = run(*FAST, "--encoder", "mobilenet_v3_small", "--encoder-weights", weights, "--data", small,
-               "--epochs", 1, "--out", out)
+    done = run(
+        *FAST,
+        "--encoder",
+        "mobilenet_v3_small",
+        "--encoder-weights",
+        weights,
+        "--data",
+        small,
+        "--epochs",
+        1,
+        "--out",
+        out,
+    )
     assert done.returncode == 0, done.stderr
     assert list((tmp_path / "cache").glob("mobilenet_v3_small-224px-pooled-*/*.npy"))  # cached where it was told
 
     model, vocab = load_trained(out)
     assert model.cnn is None  # it takes the 576-d features, not pixels
     test = load_flickr30k(small).query("split == 'test'").drop_duplicates("image")
-    features = extract_features(build_encoder("mobilenet_v3_small", weights=str(weights)), test.path, cache_dir=None,
-                                progress=False)
+    features = extract_features(
+        build_encoder("mobilenet_v3_small", weights=str(weights)), test.path, cache_dir=None, progress=False
+    )
     decoded = greedy_decode(model.step, model.initial_state(tf.constant(features)), vocab.start_id, vocab.end_id, 20)
     saved = json.loads((out / "captions.json").read_text())["greedy"]
     assert [vocab.decode(o[0][0]) or "<empty>" for o in decoded] == [saved[n] for n in test.image]

@@ -1,5 +1,5 @@
-import pytest
 import matplotlib
+import pytest
 
 matplotlib.use("agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -22,7 +22,7 @@ def test_unrolled_rnn_draws_a_cell_per_step():
 
 def test_loss_curves_plot_every_series_and_baseline():
     ax = plot_loss_curves({"train": [3, 2, 1], "val": [3.1, 2.2, 1.5]}, baselines={"unigram": 2.9})
-    assert [l.get_label() for l in ax.get_lines()] == ["train", "val", "unigram"]
+    assert [line.get_label() for line in ax.get_lines()] == ["train", "val", "unigram"]
     assert list(ax.get_lines()[0].get_ydata()) == [3, 2, 1]
     plt.close("all")
 
@@ -30,7 +30,10 @@ def test_loss_curves_plot_every_series_and_baseline():
 def test_cell_diagrams_show_every_gate():
     from helpers.viz import draw_gru_cell, draw_lstm_cell
 
-    for draw, gates in ((draw_lstm_cell, ["f: σ", "i: σ", "g: tanh", "o: σ"]), (draw_gru_cell, ["z: σ", "r: σ", "h̃: tanh"])):
+    for draw, gates in (
+        (draw_lstm_cell, ["f: σ", "i: σ", "g: tanh", "o: σ"]),
+        (draw_gru_cell, ["z: σ", "r: σ", "h̃: tanh"]),
+    ):
         ax = draw()
         labels = [t.get_text() for t in ax.texts]
         assert all(g in labels for g in gates), labels
@@ -53,10 +56,10 @@ def test_beam_tree_greys_pruned_nodes_and_marks_the_best_path():
     assert {"a\n-0.70", "the\n-0.90", "<end>\n-1.00", "<end>\n-2.30"} <= set(labels)
     grey = [t.get_text() for t in ax.texts if t.get_color() == "#808080"]
     assert grey == ["<end>\n-2.30"]
-    thick = [l for l in ax.get_lines() if l.get_linewidth() == 2.5 and len(l.get_xdata()) == 2]
+    thick = [line for line in ax.get_lines() if line.get_linewidth() == 2.5 and len(line.get_xdata()) == 2]
     assert len(thick) == 2  # <start> -> "the" -> <end>: the best finished caption, not the first
-    assert [tuple(l.get_ydata()) for l in thick] == [(0, -1), (-1, 0)]
-    assert BEAM_COLOURS["pruned"] in [l.get_color() for l in ax.get_lines()]
+    assert [tuple(line.get_ydata()) for line in thick] == [(0, -1), (-1, 0)]
+    assert BEAM_COLOURS["pruned"] in [line.get_color() for line in ax.get_lines()]
     plt.close("all")
 
 

@@ -1,0 +1,70 @@
+"""Scoring a trained captioner on the test split, as ``metrics.json`` reports it: greedy and
+beam-search BLEU-1..4 and CIDEr, the share of captions not copied from the training set,
+the constant-caption baseline, and for attention models on data with boxes the grounding.
+
+The model is seen through ``initial_state`` and ``step`` (``helpers.decoding``) and, for
+the grounding, ``teacher_forced``.
+"""
+
+import numpy as np
+
+CHUNK = 256  # test images decoded at once
+
+
+def caption_scores(references, hypotheses):
+    """{bleu1..bleu4, cider} of ``hypotheses`` ({key: str}) against ``references`` ({key: [str]})."""
+    from .metrics import bleu, cider
+
+    b = bleu(references, hypotheses)
+    return {"bleu1": b[0], "bleu2": b[1], "bleu3": b[2], "bleu4": b[3], "cider": cider(references, hypotheses)}
+
+
+def decode_images(model, inputs, vocab, max_len, beam_width=None):
+    """Captions (str) of the images whose model inputs are ``inputs`` (N, ...): greedy, or beam
+    search of width ``beam_width``; an empty caption is written ``<empty>``."""
+    from .decoding import beam_search, greedy_decode
+
+    captions = []
+    for start in range(0, len(inputs), CHUNK):
+        state = model.initial_state(inputs[start : start + CHUNK])
+        if beam_width is None:
+            out = greedy_decode(model.step, state, vocab.start_id, vocab.end_id, max_len)
+        else:
+            out = beam_search(model.step, state, vocab.start_id, vocab.end_id, beam_width, max_len)
+        captions += [vocab.decode(o[0][0]) or "<empty>" for o in out]
+    return captions
+
+
+def evaluate_captioner(model, data, max_len, beam_width):
+    """(metrics, generated captions {"greedy": {image: caption}, "beam": {...}}) on the test
+    split of ``data`` (a ``helpers.training.CaptionData``)."""
+    from .text import tokenize
+
+    test = data.images[data.images.split == "test"]
+    inputs = data.inputs_of(test.image)
+    references = data.df[data.df.split == "test"].groupby("image").caption.agg(list).to_dict()
+    training = {" ".join(tokenize(c)) for c in data.train.caption}
+    results, generated = {}, {}
+    for name, width in (("greedy", None), ("beam", beam_width)):
+        hyps = dict(zip(test.image, decode_images(model, inputs, data.vocab, max_len, width)))
+        results[name] = caption_scores({n: references[n] for n in hyps}, hyps)
+        generated[name] = hyps
+    novel = [" ".join(tokenize(h)) not in training for h in generated["greedy"].values()]
+    results["novel_fraction"] = float(np.mean(novel))
+    # what a model that ignores the image gets: the most frequent training caption, everywhere
+    constant = data.train.caption.map(lambda c: " ".join(tokenize(c))).value_counts().index[0]
+    refs = {n: references[n] for n in test.image}
+    results["constant_caption"] = {"caption": constant, **caption_scores(refs, {n: constant for n in refs})}
+    if hasattr(model, "teacher_forced") and data.boxes:
+        results["grounding"], results["grounding_uniform"] = grounding_of(model, data, "test", max_len)
+    return results, generated
+
+
+def grounding_of(model, data, split, max_len):
+    """``helpers.attention.grounding_scores`` on the images of ``split``: (grounding, uniform)."""
+    from .attention import grounding_scores
+
+    names = data.images[data.images.split == split].image.tolist()
+    return grounding_scores(
+        model, data.inputs_of(names), names, data.df, data.vocab, data.boxes, data.image_size, max_len
+    )

@@ -1,0 +1,66 @@
+"""The ``tf.data`` input pipeline of the captioners' teacher forcing: batches of images, each
+with all its captions, padded per batch, and their split between replicas under
+``tf.distribute``.
+
+Shapes: N images in the dataset, B images in a batch, C captions in the batch, T tokens.
+"""
+
+import numpy as np
+
+
+def caption_pipeline(inputs, images, captions_of, tokens, batch_size, pad_to=None):
+    """The ``tf.data`` input pipeline of teacher forcing. Returns ``batches(order)``: a
+    dataset of one epoch (it holds the epoch's inputs once more when listed), ``batch_size``
+    images at a time in the given order (positions in ``images``; a last, smaller batch is
+    dropped), each image with all its captions, the captions padded to the **batch's**
+    longest (not the data's: every padded step costs an LSTM step). Elements: (inputs
+    (B, ...), image_index (C,) int32 into the batch's images, tokens (C, T_batch) int32).
+
+    inputs: one row per image of the dataset; images: the training images' rows;
+    captions_of: {image row: caption rows of ``tokens``}; tokens (N, T) padded with 0.
+    pad_to: pad every batch to this length instead (a model that unrolls its steps in
+    Python, like ``ShowAttendTell``, is traced once per length).
+    """
+    import tensorflow as tf
+
+    chosen = tokens[np.concatenate([captions_of[i] for i in images])]
+    # images -> their captions -> their tokens, without padding
+    captions = tf.RaggedTensor.from_nested_row_lengths(
+        chosen[chosen != 0], [[len(captions_of[i]) for i in images], (chosen != 0).sum(1)]
+    )
+    pixels = tf.constant(inputs[np.asarray(images)])
+
+    def assemble(positions):
+        batch = tf.gather(captions, positions)  # (B, captions, tokens), ragged
+        return (
+            tf.gather(pixels, positions),
+            tf.cast(batch.value_rowids(), tf.int32),
+            batch.values.to_tensor(0, shape=[None, pad_to]),
+        )
+
+    def batches(order):
+        return (
+            tf.data.Dataset.from_tensor_slices(np.asarray(order)).batch(batch_size, drop_remainder=True).map(assemble)
+        )
+
+    return batches
+
+
+def replica_batches(strategy, batch):
+    """One batch as it is, or with several replicas one share of its images (and their captions) each."""
+    n = strategy.num_replicas_in_sync
+    if n == 1:
+        return batch
+    import tensorflow as tf
+
+    inputs, image_index, tokens = (t.numpy() for t in batch)
+    shares = []
+    for part in np.array_split(np.arange(len(inputs)), n):
+        mine = (image_index >= part[0]) & (image_index <= part[-1])  # captions come grouped by image
+        shares.append((inputs[part], image_index[mine] - part[0], tokens[mine]))
+    return tuple(
+        strategy.experimental_distribute_values_from_function(
+            lambda ctx, k=k: tf.constant(shares[ctx.replica_id_in_sync_group][k])
+        )
+        for k in range(3)
+    )

@@ -1,0 +1,113 @@
+"""helpers.checkpoints: weights stored and loaded by path, never by position."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from helpers.attention import ShowAttendTell
+from helpers.captioner import ShowAndTell
+from helpers.checkpoints import CheckpointError, load_checkpoint, save_checkpoint, weight_paths
+from helpers.crnn import build_crnn
+
+IMAGES = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+TOKENS = np.array([[1, 5, 6, 2], [1, 7, 2, 0]])
+
+
+def built(model):
+    model(IMAGES, np.array([0, 1]), TOKENS)
+    return model
+
+
+class InitCBeforeInitH(ShowAttendTell):
+    """The paper decoder with its two same-shaped start layers the other way round: the layer
+    created first (first in ``get_weights()``) serves as init_c, the second as init_h."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, init_from_mean=True, **kwargs)
+        self.init_h, self.init_c = self.init_c, self.init_h
+
+
+def small_attention(cls=ShowAttendTell, **kwargs):
+    keras.utils.set_random_seed(len(kwargs))
+    return built(cls(12, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4, **kwargs))
+
+
+def test_every_weight_has_one_path_named_after_its_layer():
+    model = built(ShowAndTell(12, encoder="resnet50", encoder_weights=None, image_size=32, fine_tune=2))
+    paths = weight_paths(model)
+    assert len(paths) == len(model.weights) and {id(v) for v in paths.values()} == {id(v) for v in model.weights}
+    assert {"logits/kernel", "lstm/cell/kernel", "embed/embeddings", "cnn/resnet50/conv1_conv/kernel"} <= set(paths)
+    attention = small_attention(init_from_mean=True)
+    assert {"attention/W_a/kernel", "init_h/kernel", "init_c/kernel", "cnn/conv1/kernel"} <= set(
+        weight_paths(attention)
+    )
+    crnn = build_crnn()
+    assert {"bilstm/forward_layer/cell/kernel", "bilstm/backward_layer/cell/kernel"} <= set(weight_paths(crnn))
+
+
+def test_a_swapped_pair_of_same_shaped_layers_loads_into_the_right_layers(tmp_path):
+    saved = small_attention(init_from_mean=True)
+    save_checkpoint(tmp_path / "checkpoint.npz", saved)
+    swapped = small_attention(InitCBeforeInitH)
+    # by position, init_h's weights would land in init_c: the layers really are in the other order
+    kernels = [w.shape for w in swapped.get_weights()]
+    assert kernels == [w.shape for w in saved.get_weights()]
+    position = [i for i, w in enumerate(swapped.weights) if w is swapped.init_h.kernel][0]
+    assert not np.array_equal(saved.get_weights()[position], saved.init_h.kernel.numpy())
+
+    load_checkpoint(tmp_path / "checkpoint.npz", swapped)
+    for name in ("init_h", "init_c", "logits", "gate"):
+        for a, b in zip(getattr(saved, name).weights, getattr(swapped, name).weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+    x = (IMAGES, np.array([0, 1]), TOKENS)
+    np.testing.assert_allclose(swapped(*x), saved(*x), rtol=1e-6, atol=1e-6)
+
+
+def test_optimizer_state_comes_back_by_name(tmp_path):
+    model = small_attention()
+    optimizer = keras.optimizers.Adam(0.01)
+    optimizer.build(model.trainable_variables)
+    optimizer.apply([keras.ops.ones_like(v) for v in model.trainable_variables], model.trainable_variables)
+    save_checkpoint(tmp_path / "c.npz", model, [optimizer], {"epoch": 3, "history": [{"loss": 1.5}]})
+    again = small_attention()
+    fresh = keras.optimizers.Adam(0.01)
+    fresh.build(again.trainable_variables)
+    assert load_checkpoint(tmp_path / "c.npz", again, [fresh]) == {"epoch": 3, "history": [{"loss": 1.5}]}
+    for a, b in zip(optimizer.variables, fresh.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.name)
+    assert int(fresh.iterations.numpy()) == 1
+
+
+def test_another_models_checkpoint_is_refused_naming_a_path(tmp_path):
+    save_checkpoint(tmp_path / "c.npz", small_attention())
+    with pytest.raises(CheckpointError, match=r"c.npz holds the weights of another model: it lacks init_c/bias"):
+        load_checkpoint(tmp_path / "c.npz", small_attention(init_from_mean=True))
+    bigger = built(
+        ShowAttendTell(13, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4)
+    )
+    before = [w.copy() for w in bigger.get_weights()]
+    with pytest.raises(CheckpointError, match=r"embed/embeddings is \(12, 8\) there, \(13, 8\) here"):
+        load_checkpoint(tmp_path / "c.npz", bigger)
+    assert all(np.array_equal(a, b) for a, b in zip(before, bigger.get_weights()))  # nothing half-loaded
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not really a zip", None], ids=["empty", "garbage", "truncated"])
+def test_an_unreadable_checkpoint_is_one_sentence_naming_it(tmp_path, content):
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, small_attention())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if content is None else content)
+    with pytest.raises(CheckpointError, match=r"checkpoint.npz is unreadable"):
+        load_checkpoint(path, small_attention())
+
+
+def test_a_checkpoint_by_position_is_recognised(tmp_path):
+    model = small_attention()
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    np.savez(tmp_path / "old.npz", meta=np.array(json.dumps({"epoch": 1})), **arrays)
+    with pytest.raises(CheckpointError, match="stores weights by position"):
+        load_checkpoint(tmp_path / "old.npz", model)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.npz", model)

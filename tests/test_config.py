@@ -1,0 +1,83 @@
+"""helpers.config.TrainConfig: defaults, validation in one sentence, and the command line as a
+thin layer over it (every flag is a setting and back)."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from helpers.config import ConfigError, TrainConfig
+from helpers.train import build_parser, config_from_args
+
+
+def test_defaults_depend_on_the_model():
+    assert (TrainConfig(model="show_tell", out="r").epochs, TrainConfig(model="show_tell", out="r").batch_size) == (
+        10,
+        32,
+    )
+    crnn = TrainConfig(model="crnn", out="r")
+    assert (crnn.epochs, crnn.batch_size, crnn.image_size) == (6, 64, 96)
+    tuned = TrainConfig(model="show_tell", encoder="resnet50", fine_tune=3, out="r")
+    assert tuned.image_size == 224 and tuned.weights_for_encoder() == "imagenet"
+    assert TrainConfig(model="attention", out="r", epochs=2).epochs == 2
+    assert isinstance(TrainConfig(model="show_tell", out="runs/x").out, Path)
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"epochs": 0}, "`epochs` must be at least 1, got 0"),
+        ({"batch_size": -2}, "`batch_size` must be at least 1, got -2"),
+        ({"max_len": 2}, "`max_len` must be at least 3"),
+        ({"learning_rate": float("nan")}, "`learning_rate` must be a positive number, got nan"),
+        ({"fine_tune": -1}, "`fine_tune` must be 0 or more"),
+        ({"fine_tune": 2}, "`fine_tune` is for `model` show_tell with a keras.applications `encoder`"),
+        ({"encoder": "alexnet"}, "unknown encoder 'alexnet'"),
+        ({"data": "/nonexistent/flickr"}, "`data` /nonexistent/flickr is not a folder"),
+        (
+            {"encoder_weights": "/nonexistent.h5"},
+            "`encoder_weights` /nonexistent.h5 is neither imagenet, none, nor a file",
+        ),
+        ({"model": "rnn"}, "`model` must be one of show_tell, attention, crnn, got 'rnn'"),
+        ({"model": "crnn", "strategy": "mirrored"}, "`strategy` mirrored is for the captioners"),
+        ({"model": "crnn", "encoder": "resnet50"}, "`encoder` applies to the captioners"),
+    ],
+)
+def test_a_bad_setting_is_one_sentence_naming_it(changes, message):
+    settings = {"model": "show_tell", "out": "r", **changes}
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(**settings)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_command_line_names_settings_as_its_flags():
+    err = ConfigError("`fine_tune` is for `model` show_tell with a keras.applications `encoder`; `batch_size` too")
+    assert err.for_command_line() == (
+        "--fine-tune is for --model show_tell with a keras.applications --encoder; --batch-size too"
+    )
+
+
+def test_every_flag_is_a_setting_and_the_parser_builds_the_same_config():
+    flags = {a.dest for a in build_parser()._actions if a.dest != "help"}
+    assert flags == {f.name for f in dataclasses.fields(TrainConfig)}
+    _, config = config_from_args(["--model", "attention", "--epochs", "3", "--paper-decoder", "--out", "runs/a"])
+    assert config == TrainConfig(model="attention", epochs=3, paper_decoder=True, out="runs/a")
+    assert list(config.as_strings()) == [f.name for f in dataclasses.fields(TrainConfig)]
+    assert config.as_strings()["data"] == "None" and config.as_strings()["out"] == "runs/a"
+
+
+def test_a_config_cannot_drift_from_what_was_validated():
+    config = TrainConfig(model="show_tell", out="r")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 0
+    with pytest.raises(ConfigError, match="`epochs` must be at least 1"):
+        config.replace(epochs=0)
+    assert config.replace(epochs=4, resume=True).epochs == 4
+    assert TrainConfig(model="show_tell", encoder_weights=None, out="r").weights_for_encoder() is None
+
+
+def test_bad_flags_exit_with_the_flag_named(capsys):
+    with pytest.raises(SystemExit) as done:
+        config_from_args(["--model", "show_tell", "--epochs", "0", "--out", "r"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("error: --epochs must be at least 1, got 0")

@@ -1,0 +1,136 @@
+"""helpers.training.fit, the one epoch loop: seeded order per epoch, history, a checkpoint after
+every epoch, the per-epoch hook (validation scores, early stopping) and resume."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from helpers.checkpoints import CHECKPOINT
+from helpers.config import ConfigError, TrainConfig
+from helpers.training import fit, resume_point
+
+
+class Recorder:
+    """A stand-in for a train step: records each epoch's order and moves a weight, so that the
+    checkpoint has something to keep."""
+
+    def __init__(self, model):
+        self.model, self.orders = model, []
+
+    def batches(self, order):
+        self.orders.append(order.tolist())
+        return [(order[i : i + 2],) for i in range(0, len(order) - 1, 2)]  # the last odd one out is dropped
+
+    def step(self, rows):
+        self.model.weights[0].assign(self.model.weights[0] + 1.0)
+        return {"loss": float(rows.sum()), "accuracy": 0.5}
+
+
+def tiny_model():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="only")])
+    model.weights[0].assign(np.zeros((2, 1)))
+    return model
+
+
+def config(tmp_path, **changes):
+    return TrainConfig(**{"model": "crnn", "epochs": 4, "seed": 7, "out": tmp_path / "run", **changes})
+
+
+def test_each_epoch_has_its_seeded_order_a_record_and_a_checkpoint(tmp_path):
+    cfg = config(tmp_path)
+    cfg.out.mkdir()
+    recorder = Recorder(tiny_model())
+    logged = []
+    history = fit(
+        recorder.step,
+        recorder.batches,
+        7,
+        model=recorder.model,
+        optimizers=[],
+        config=cfg,
+        log=logged.append,
+        progress=False,
+    )
+    expected = [np.random.default_rng([7, epoch]).permutation(7).tolist() for epoch in range(4)]
+    assert recorder.orders == expected  # depends only on the seed and the epoch: the same after a resume
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    for record, order in zip(history, expected):
+        pairs = [order[i] + order[i + 1] for i in range(0, 6, 2)]
+        assert record["loss"] == pytest.approx(np.mean(pairs)) and record["accuracy"] == 0.5 and record["seconds"] >= 0
+    assert logged[0].startswith("epoch 1/4: loss ") and ", accuracy 0.5 (" in logged[0]
+    with np.load(cfg.out / CHECKPOINT) as data:
+        assert json.loads(str(data["meta"]))["epoch"] == 4
+        np.testing.assert_array_equal(data["weights/only/kernel"], np.full((2, 1), 12.0))  # 3 steps x 4 epochs
+
+
+def test_the_hook_adds_validation_scores_and_can_stop_early(tmp_path):
+    cfg = config(tmp_path)
+    cfg.out.mkdir()
+    recorder = Recorder(tiny_model())
+
+    def validate(record):
+        record["val_score"] = 10 - record["epoch"]
+        return record["epoch"] == 2  # stop after the second epoch
+
+    history = fit(
+        recorder.step,
+        recorder.batches,
+        6,
+        model=recorder.model,
+        optimizers=[],
+        config=cfg,
+        on_epoch_end=validate,
+        log=lambda *_: None,
+        progress=False,
+    )
+    assert [(h["epoch"], h["val_score"]) for h in history] == [(1, 9), (2, 8)]
+    with np.load(cfg.out / CHECKPOINT) as data:
+        assert json.loads(str(data["meta"]))["history"] == history  # the hook's scores are kept
+
+
+def test_resume_continues_with_the_orders_an_uninterrupted_run_would_have_had(tmp_path):
+    whole = config(tmp_path / "whole")
+    whole.out.mkdir(parents=True)
+    uninterrupted = Recorder(tiny_model())
+    full = fit(
+        uninterrupted.step,
+        uninterrupted.batches,
+        5,
+        model=uninterrupted.model,
+        optimizers=[],
+        config=whole,
+        log=lambda *_: None,
+        progress=False,
+    )
+
+    part = config(tmp_path / "part", epochs=2)
+    part.out.mkdir(parents=True)
+    first = Recorder(tiny_model())
+    fit(
+        first.step, first.batches, 5, model=first.model, optimizers=[], config=part, log=lambda *_: None, progress=False
+    )
+    second = Recorder(tiny_model())
+    logged = []
+    start = resume_point(part.replace(epochs=4, resume=True), second.model, [], log=logged.append)
+    assert start[0] == 2 and logged == ["resuming after epoch 2"]
+    rest = fit(
+        second.step,
+        second.batches,
+        5,
+        model=second.model,
+        optimizers=[],
+        config=part.replace(epochs=4),
+        start=start,
+        log=lambda *_: None,
+        progress=False,
+    )
+    assert first.orders + second.orders == uninterrupted.orders
+    assert [h["loss"] for h in rest] == [h["loss"] for h in full]
+    np.testing.assert_array_equal(second.model.get_weights()[0], uninterrupted.model.get_weights()[0])
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    with pytest.raises(ConfigError, match=r"`resume`: no checkpoint in .*nowhere"):
+        resume_point(TrainConfig(model="crnn", resume=True, out=tmp_path / "nowhere"), tiny_model(), [])
