@@ -111,3 +111,37 @@ def test_a_checkpoint_by_position_is_recognised(tmp_path):
         load_checkpoint(tmp_path / "old.npz", model)
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "missing.npz", model)
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        (ShowAndTell, {"embed_dim": 8, "hidden": 8, "image_size": 32, "cnn_width": 4, "image_as": "state"}),
+        (
+            ShowAttendTell,
+            {
+                "embed_dim": 8,
+                "hidden": 16,
+                "attention_dim": 8,
+                "feature_dim": 8,
+                "image_size": 32,
+                "cnn_width": 4,
+                "penalty": 0.5,
+                "init_from_mean": True,
+                "context_into_lstm": True,
+            },
+        ),
+    ],
+)
+def test_get_config_and_a_checkpoint_rebuild_the_same_model(tmp_path, cls, kwargs):
+    model = built(cls(12, **kwargs))
+    config = model.get_config()
+    assert {k: config[k] for k in kwargs} == kwargs and config["vocab_size"] == 12  # every constructor argument
+    assert all(getattr(model, k) == v for k, v in kwargs.items())  # ... kept as an attribute
+    again = cls.from_config(config)
+    assert again.get_config() == config
+    built(again)
+    save_checkpoint(tmp_path / "c.npz", model)
+    load_checkpoint(tmp_path / "c.npz", again)
+    x = (IMAGES, np.array([0, 1]), TOKENS)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(*x)), keras.ops.convert_to_numpy(model(*x)))

@@ -28,6 +28,21 @@ class Recorder:
         return {"loss": float(rows.sum()), "accuracy": 0.5}
 
 
+def run(recorder, cfg, size, log=lambda *_: None, **kwargs):
+    """``fit`` with the recorder's step and batches, quietly, no optimizer."""
+    return fit(
+        recorder.step,
+        recorder.batches,
+        size,
+        model=recorder.model,
+        optimizers=[],
+        config=cfg,
+        log=log,
+        progress=False,
+        **kwargs,
+    )
+
+
 def tiny_model():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="only")])
     model.weights[0].assign(np.zeros((2, 1)))
@@ -43,16 +58,7 @@ def test_each_epoch_has_its_seeded_order_a_record_and_a_checkpoint(tmp_path):
     cfg.out.mkdir()
     recorder = Recorder(tiny_model())
     logged = []
-    history = fit(
-        recorder.step,
-        recorder.batches,
-        7,
-        model=recorder.model,
-        optimizers=[],
-        config=cfg,
-        log=logged.append,
-        progress=False,
-    )
+    history = run(recorder, cfg, 7, log=logged.append)
     expected = [np.random.default_rng([7, epoch]).permutation(7).tolist() for epoch in range(4)]
     assert recorder.orders == expected  # depends only on the seed and the epoch: the same after a resume
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
@@ -74,17 +80,7 @@ def test_the_hook_adds_validation_scores_and_can_stop_early(tmp_path):
         record["val_score"] = 10 - record["epoch"]
         return record["epoch"] == 2  # stop after the second epoch
 
-    history = fit(
-        recorder.step,
-        recorder.batches,
-        6,
-        model=recorder.model,
-        optimizers=[],
-        config=cfg,
-        on_epoch_end=validate,
-        log=lambda *_: None,
-        progress=False,
-    )
+    history = run(recorder, cfg, 6, on_epoch_end=validate)
     assert [(h["epoch"], h["val_score"]) for h in history] == [(1, 9), (2, 8)]
     with np.load(cfg.out / CHECKPOINT) as data:
         assert json.loads(str(data["meta"]))["history"] == history  # the hook's scores are kept
@@ -94,38 +90,17 @@ def test_resume_continues_with_the_orders_an_uninterrupted_run_would_have_had(tm
     whole = config(tmp_path / "whole")
     whole.out.mkdir(parents=True)
     uninterrupted = Recorder(tiny_model())
-    full = fit(
-        uninterrupted.step,
-        uninterrupted.batches,
-        5,
-        model=uninterrupted.model,
-        optimizers=[],
-        config=whole,
-        log=lambda *_: None,
-        progress=False,
-    )
+    full = run(uninterrupted, whole, 5)
 
     part = config(tmp_path / "part", epochs=2)
     part.out.mkdir(parents=True)
     first = Recorder(tiny_model())
-    fit(
-        first.step, first.batches, 5, model=first.model, optimizers=[], config=part, log=lambda *_: None, progress=False
-    )
+    run(first, part, 5)
     second = Recorder(tiny_model())
     logged = []
     start = resume_point(part.replace(epochs=4, resume=True), second.model, [], log=logged.append)
     assert start[0] == 2 and logged == ["resuming after epoch 2"]
-    rest = fit(
-        second.step,
-        second.batches,
-        5,
-        model=second.model,
-        optimizers=[],
-        config=part.replace(epochs=4),
-        start=start,
-        log=lambda *_: None,
-        progress=False,
-    )
+    rest = run(second, part.replace(epochs=4), 5, start=start)
     assert first.orders + second.orders == uninterrupted.orders
     assert [h["loss"] for h in rest] == [h["loss"] for h in full]
     np.testing.assert_array_equal(second.model.get_weights()[0], uninterrupted.model.get_weights()[0])
