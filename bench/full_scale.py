@@ -39,7 +39,7 @@ import helpers  # noqa: E402, F401  (quiets TensorFlow first)
 
 warnings.filterwarnings("ignore", message=".*repaired")  # the real file's known HTML entities
 
-CAPTIONS_PER_IMAGE, HIDDEN, EMBED = 5, 256, 256
+CAPTIONS_PER_IMAGE = 5
 
 
 def real_captions(path, max_len, min_count=5):

@@ -51,18 +51,19 @@ def _children(layer):
 
 def weight_paths(model):
     """``{path: variable}`` for every weight of ``model`` (see the module docstring)."""
-    paths, owner = {}, {}
+    paths, placed = {}, set()  # placed: ids of the weights already given a path
 
     def walk(layer, prefix):
         children = list(_children(layer))
         nested = {id(w) for _, child in children for w in child.weights}
         for w in layer.weights:
-            if id(w) in nested or id(w) in owner:
+            if id(w) in nested or id(w) in placed:
                 continue
             path = prefix + w.name
             if path in paths:
                 raise ValueError(f"two weights of {model.name} share the path {path}")
-            paths[path], owner[id(w)] = w, path
+            paths[path] = w
+            placed.add(id(w))
         for name, child in children:
             walk(child, f"{prefix}{name}/")
 

@@ -109,7 +109,6 @@ class CaptionData:
     train: the training captions; vocab: built on them; boxes: ``helpers.data.load_boxes``.
     """
 
-    root: Path
     df: pd.DataFrame
     images: pd.DataFrame
     train: pd.DataFrame
@@ -162,9 +161,7 @@ def prepare_captions(config, log=print, progress=None):
             config.encoder, weights=config.weights_for_encoder(), spatial=config.model == "attention"
         )
         inputs = extract_features(encoder, images.path, progress=progress is not False)
-    return CaptionData(
-        root=Path(root), df=df, images=images, train=train, vocab=vocab, inputs=inputs, boxes=load_boxes(root)
-    )
+    return CaptionData(df=df, images=images, train=train, vocab=vocab, inputs=inputs, boxes=load_boxes(root))
 
 
 def build_captioner(config, vocab_size):

@@ -22,3 +22,17 @@ def mini_root(tmp_path_factory):
     from helpers.data import make_mini_flickr
 
     return make_mini_flickr(tmp_path_factory.mktemp("mini") / "mini_flickr", n_images=120, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_attention():
+    """Small Show-Attend-Tell models for the tests: ``tiny_attention(vocab_size=12, cls=..., **options)``,
+    a 4 x 4 grid of 8 features on 32 px images (options override these sizes)."""
+    from helpers.attention import ShowAttendTell
+
+    sizes = {"embed_dim": 8, "hidden": 16, "attention_dim": 8, "feature_dim": 8, "image_size": 32, "cnn_width": 4}
+
+    def make(vocab_size=12, cls=ShowAttendTell, **options):
+        return cls(vocab_size, **{**sizes, **options})
+
+    return make

@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from helpers.attention import (
     AdditiveAttention,
-    ShowAttendTell,
     coordinate_channels,
     doubly_stochastic_penalty,
     grounding,
@@ -37,20 +36,9 @@ def test_additive_attention_equals_the_formula():
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["image only through attention", "paper decoder"])
-def model(request):
+def model(request, tiny_attention):
     tf.keras.utils.set_random_seed(0)
-    m = ShowAttendTell(
-        12,
-        embed_dim=8,
-        hidden=16,
-        attention_dim=8,
-        feature_dim=8,
-        image_size=32,
-        cnn_width=4,
-        penalty=1.0,
-        init_from_mean=request.param,
-        context_into_lstm=request.param,
-    )
+    m = tiny_attention(penalty=1.0, init_from_mean=request.param, context_into_lstm=request.param)
     images = tf.constant(np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
     m(images, tf.constant([0, 1]), tf.constant([[1, 5, 6, 2], [1, 7, 2, 0]]))
     return m, images
@@ -69,14 +57,14 @@ def test_step_function_replays_teacher_forcing(model):
     assert alphas.shape == (2, 4, 16)  # 32 px / 2**3 blocks = a 4 x 4 grid
 
 
-def test_the_penalty_reaches_the_losses_only_when_switched_on(model):
+def test_the_penalty_reaches_the_losses_only_when_switched_on(model, tiny_attention):
     m, images = model
     tokens = tf.constant([[1, 5, 6, 2], [1, 7, 2, 0]])
     m(images, tf.constant([0, 1]), tokens)
     _, alphas = m.teacher_forced(images, tf.constant([0, 1]), tokens)
     assert len(m.losses) == 1
     assert float(m.losses[0]) == pytest.approx(float(doubly_stochastic_penalty(alphas, tokens[:, 1:])), rel=1e-6)
-    off = ShowAttendTell(12, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4)
+    off = tiny_attention()
     off(images, tf.constant([0, 1]), tokens)
     assert off.losses == []
 
@@ -108,11 +96,11 @@ def test_peak_in_box_and_the_uniform_baseline():
         grounding([], (96, 96))
 
 
-def test_by_default_the_image_reaches_words_only_through_attention():
+def test_by_default_the_image_reaches_words_only_through_attention(tiny_attention):
     # zero attention weights on the image (W_a = 0, v = 0 -> uniform maps over blank features) and
     # the start state: with the default design the first step's logits cannot depend on the image
     tf.keras.utils.set_random_seed(3)
-    m = ShowAttendTell(12, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4)
+    m = tiny_attention()
     images = tf.constant(np.random.default_rng(4).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
     m(images, tf.constant([0, 1]), tf.constant([[1, 5, 2], [1, 5, 2]]))
     state = m.initial_state(images)

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from helpers import PROJECT_ROOT
-from helpers.attention import ShowAttendTell
 from helpers.captioner import ShowAndTell
 from helpers.checkpoints import save_checkpoint
 from helpers.crnn import build_crnn
@@ -62,7 +61,7 @@ CHILD = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("backend", ["jax", "numpy"])
-def test_the_models_give_the_same_numbers_without_tensorflow(tmp_path, backend):
+def test_the_models_give_the_same_numbers_without_tensorflow(tmp_path, backend, tiny_attention):
     rng = np.random.default_rng(0)
     inputs = {
         "images": rng.uniform(0, 255, (3, 32, 32, 3)).astype("float32"),
@@ -74,17 +73,7 @@ def test_the_models_give_the_same_numbers_without_tensorflow(tmp_path, backend):
     keras.utils.set_random_seed(0)
     models = {
         "show_tell": ShowAndTell(12, embed_dim=8, hidden=8, image_size=32, cnn_width=4, image_as="state"),
-        "attention": ShowAttendTell(
-            12,
-            embed_dim=8,
-            hidden=16,
-            attention_dim=8,
-            feature_dim=8,
-            image_size=32,
-            cnn_width=4,
-            init_from_mean=True,
-            context_into_lstm=True,
-        ),
+        "attention": tiny_attention(init_from_mean=True, context_into_lstm=True),
     }
     expected = {}
     x = (inputs["images"], inputs["image_index"], inputs["tokens"])

@@ -29,12 +29,18 @@ class InitCBeforeInitH(ShowAttendTell):
         self.init_h, self.init_c = self.init_c, self.init_h
 
 
-def small_attention(cls=ShowAttendTell, **kwargs):
-    keras.utils.set_random_seed(len(kwargs))
-    return built(cls(12, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4, **kwargs))
+@pytest.fixture
+def small_attention(tiny_attention):
+    """Built models from ``tiny_attention``, their weights seeded by how many options they get."""
+
+    def make(cls=ShowAttendTell, **options):
+        keras.utils.set_random_seed(len(options))
+        return built(tiny_attention(cls=cls, **options))
+
+    return make
 
 
-def test_every_weight_has_one_path_named_after_its_layer():
+def test_every_weight_has_one_path_named_after_its_layer(small_attention):
     model = built(ShowAndTell(12, encoder="resnet50", encoder_weights=None, image_size=32, fine_tune=2))
     paths = weight_paths(model)
     assert len(paths) == len(model.weights) and {id(v) for v in paths.values()} == {id(v) for v in model.weights}
@@ -47,7 +53,7 @@ def test_every_weight_has_one_path_named_after_its_layer():
     assert {"bilstm/forward_layer/cell/kernel", "bilstm/backward_layer/cell/kernel"} <= set(weight_paths(crnn))
 
 
-def test_a_swapped_pair_of_same_shaped_layers_loads_into_the_right_layers(tmp_path):
+def test_a_swapped_pair_of_same_shaped_layers_loads_into_the_right_layers(tmp_path, small_attention):
     saved = small_attention(init_from_mean=True)
     save_checkpoint(tmp_path / "checkpoint.npz", saved)
     swapped = small_attention(InitCBeforeInitH)
@@ -65,7 +71,7 @@ def test_a_swapped_pair_of_same_shaped_layers_loads_into_the_right_layers(tmp_pa
     np.testing.assert_allclose(swapped(*x), saved(*x), rtol=1e-6, atol=1e-6)
 
 
-def test_optimizer_state_comes_back_by_name(tmp_path):
+def test_optimizer_state_comes_back_by_name(tmp_path, small_attention):
     model = small_attention()
     optimizer = keras.optimizers.Adam(0.01)
     optimizer.build(model.trainable_variables)
@@ -80,13 +86,11 @@ def test_optimizer_state_comes_back_by_name(tmp_path):
     assert int(fresh.iterations.numpy()) == 1
 
 
-def test_another_models_checkpoint_is_refused_naming_a_path(tmp_path):
+def test_another_models_checkpoint_is_refused_naming_a_path(tmp_path, small_attention, tiny_attention):
     save_checkpoint(tmp_path / "c.npz", small_attention())
     with pytest.raises(CheckpointError, match=r"c.npz holds the weights of another model: it lacks init_c/bias"):
         load_checkpoint(tmp_path / "c.npz", small_attention(init_from_mean=True))
-    bigger = built(
-        ShowAttendTell(13, embed_dim=8, hidden=16, attention_dim=8, feature_dim=8, image_size=32, cnn_width=4)
-    )
+    bigger = built(tiny_attention(13))
     before = [w.copy() for w in bigger.get_weights()]
     with pytest.raises(CheckpointError, match=r"embed/embeddings is \(12, 8\) there, \(13, 8\) here"):
         load_checkpoint(tmp_path / "c.npz", bigger)
@@ -94,7 +98,7 @@ def test_another_models_checkpoint_is_refused_naming_a_path(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not really a zip", None], ids=["empty", "garbage", "truncated"])
-def test_an_unreadable_checkpoint_is_one_sentence_naming_it(tmp_path, content):
+def test_an_unreadable_checkpoint_is_one_sentence_naming_it(tmp_path, content, small_attention):
     path = tmp_path / "checkpoint.npz"
     save_checkpoint(path, small_attention())
     data = path.read_bytes()
@@ -103,7 +107,7 @@ def test_an_unreadable_checkpoint_is_one_sentence_naming_it(tmp_path, content):
         load_checkpoint(path, small_attention())
 
 
-def test_a_checkpoint_by_position_is_recognised(tmp_path):
+def test_a_checkpoint_by_position_is_recognised(tmp_path, small_attention):
     model = small_attention()
     arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
     np.savez(tmp_path / "old.npz", meta=np.array(json.dumps({"epoch": 1})), **arrays)
