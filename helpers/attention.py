@@ -137,7 +137,7 @@ class ShowAttendTell(keras.Model):
 
     def encode(self, images, training=False):
         """(B, S, S, 3) images (or (B, G, G, D) maps) -> features a (B, L, F) with L = G * G."""
-        x = self.cnn(images, training=training) if self.cnn is not None else images
+        x = self.cnn(images, training=training) if self.cnn is not None else ops.cast(images, self.compute_dtype)
         grid = int(x.shape[1])
         coords = ops.zeros_like(x[..., :1]) + ops.cast(coordinate_channels(grid), x.dtype)  # (B, G, G, 2)
         x = ops.concatenate([x, coords], axis=-1)

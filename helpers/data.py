@@ -4,11 +4,14 @@ No TensorFlow here: this module is quick to import and usable from the command l
 
     python -m helpers.data verify DIR     # images and captions found vs the published counts
     python -m helpers.data make DIR       # write the embedded dataset
-    python -m helpers.data ceiling [DIR]  # BLEU of a sixth human-like caption (embedded data)
+    python -m helpers.data agreement [DIR]  # human agreement on the test split (leave-one-out)
+    python -m helpers.data download flickr8k --dest DIR [--base-url URL]   # see helpers.archives
+    python -m helpers.data prepare ARCHIVE... --dest DIR                   # archives you already have
 
 Layouts understood (``root`` is the folder you pass or ``$FLICKR30K_DIR``):
 
-- images in ``flickr30k_images/`` (also Kaggle's ``flickr30k_images/flickr30k_images/``),
+- images in ``flickr30k_images/`` (also Kaggle's ``flickr30k_images/flickr30k_images/``, and
+  ``flickr30k-images/`` of the official tarball),
   ``Flicker8k_Dataset/``, ``Flickr8k_Dataset/``, ``Images/`` or directly in ``root``;
 - captions from Karpathy's ``dataset_*.json``, else a ``.token`` file
   (``results_20130124.token``, ``Flickr8k.token.txt``: ``1000092795.jpg#0<TAB>caption``),
@@ -29,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import PROJECT_ROOT, shown_path
-from .mini_flickr import caption_ceiling, make_mini_flickr
+from .mini_flickr import make_mini_flickr
 
 __all__ = [
     "AnnotationError",
@@ -38,7 +41,7 @@ __all__ = [
     "read_captions",
     "load_image",
     "make_mini_flickr",
-    "caption_ceiling",
+    "human_agreement_of",
     "find_dataset",
     "verify",
     "PUBLISHED_COUNTS",
@@ -59,6 +62,7 @@ _HELD_OUT_PER_SPLIT, _FULL_SIZE = 1_000, 31_783
 IMAGE_DIRS = (
     "flickr30k_images/flickr30k_images",
     "flickr30k_images",
+    "flickr30k-images",
     "Flicker8k_Dataset",
     "Flickr8k_Dataset",
     "Images",
@@ -454,6 +458,15 @@ def load_boxes(root):
         raise AnnotationError(f"{path} is not a readable JSON file of boxes ({err})") from None
 
 
+def human_agreement_of(df, split="test"):
+    """``helpers.metrics.human_agreement`` of one split of ``df`` (``load_flickr30k``):
+    {bleu1..bleu4, cider}, or None where no image of the split has two captions."""
+    from .metrics import human_agreement
+
+    rows = df[df.split == split].sort_values(["image", "caption_id"])
+    return human_agreement(rows.groupby("image").caption.agg(list).to_dict())
+
+
 def find_dataset(verbose=True):
     """Where the course's images and captions are, as a Path.
 
@@ -533,19 +546,36 @@ def main(argv=None):
     m.add_argument("root", type=Path, nargs="?", default=MINI_FLICKR_DIR)
     m.add_argument("--n-images", type=int, default=None)
     m.add_argument("--seed", type=int, default=0)
-    c = sub.add_parser("ceiling", help="BLEU of a fresh sixth caption against the five (embedded data)")
-    c.add_argument("root", type=Path, nargs="?", default=MINI_FLICKR_DIR)
+    a = sub.add_parser("agreement", help="human agreement on the test split: each caption vs the image's others")
+    a.add_argument("root", type=Path, nargs="?", default=None, help="a dataset folder (default: find_dataset())")
+    d = sub.add_parser("download", help="download a dataset (checked against pinned digests) and lay it out")
+    d.add_argument("dataset", choices=["flickr8k"])
+    d.add_argument("--dest", type=Path, required=True, help="the dataset folder to create")
+    d.add_argument("--base-url", default=None, help="a mirror holding the same archive files")
+    p = sub.add_parser("prepare", help="lay out archives you already have as one dataset folder")
+    p.add_argument("archives", type=Path, nargs="+", help="zips, tarballs, and caption or split files")
+    p.add_argument("--dest", type=Path, required=True, help="the dataset folder to create")
     args = parser.parse_args(argv)
     try:
-        if args.command == "verify":
+        if args.command in ("download", "prepare"):
+            from . import archives
+
+            if args.command == "download":
+                archives.download(args.dataset, args.dest, base_url=args.base_url)
+            else:
+                archives.prepare(args.archives, args.dest)
+            print(f"Ready: {args.dest}")
+        elif args.command == "verify":
             verify(args.root)
         elif args.command == "make":
             kwargs = {} if args.n_images is None else {"n_images": args.n_images}
             print(make_mini_flickr(args.root, seed=args.seed, **kwargs))
         else:
-            root = args.root if (args.root / "scenes.json").exists() else make_mini_flickr(args.root)
-            scores = caption_ceiling(root)
-            print("Caption ceiling (a fresh sixth caption per test image vs the five):")
+            root = args.root or find_dataset()
+            scores = human_agreement_of(load_flickr30k(root))
+            if scores is None:
+                parser.exit(2, f"error: the test images of {root} have one caption each: no human agreement\n")
+            print("Human agreement on the test split (each caption vs the image's other captions):")
             print("  " + "  ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items()))
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")

@@ -1,6 +1,7 @@
 """Scoring a trained captioner on the test split, as ``metrics.json`` reports it: greedy and
 beam-search BLEU-1..4 and CIDEr, the share of captions not copied from the training set,
-the constant-caption baseline, and for attention models on data with boxes the grounding.
+the constant-caption baseline, human agreement (each reference against the others), and for
+attention models on data with boxes the grounding.
 
 The model is seen through ``initial_state`` and ``step`` (``helpers.decoding``) and, for
 the grounding, ``teacher_forced``.
@@ -38,6 +39,7 @@ def decode_images(model, inputs, vocab, max_len, beam_width=None):
 def evaluate_captioner(model, data, max_len, beam_width):
     """(metrics, generated captions {"greedy": {image: caption}, "beam": {...}}) on the test
     split of ``data`` (a ``helpers.training.CaptionData``)."""
+    from .data import human_agreement_of
     from .text import tokenize
 
     test = data.images[data.images.split == "test"]
@@ -55,6 +57,7 @@ def evaluate_captioner(model, data, max_len, beam_width):
     constant = data.train.caption.map(lambda c: " ".join(tokenize(c))).value_counts().index[0]
     refs = {n: references[n] for n in test.image}
     results["constant_caption"] = {"caption": constant, **caption_scores(refs, {n: constant for n in refs})}
+    results["human_agreement"] = human_agreement_of(data.df)  # None: one caption per image
     if hasattr(model, "teacher_forced") and data.boxes:
         results["grounding"], results["grounding_uniform"] = grounding_of(model, data, "test", max_len)
     return results, generated

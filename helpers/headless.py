@@ -1,13 +1,16 @@
 """Run notebooks top to bottom without a browser, as ``make run`` does.
 
     python -m helpers.headless [--timeout S] [--out-dir DIR] NOTEBOOK [NOTEBOOK ...]
+    papermill NOTEBOOK OUT --engine course -p NAME VALUE ...   # with parameters
 
 Like ``jupyter nbconvert --to notebook --execute --output-dir DIR``, with one difference
 that matters here: after a cell that shows a widget, nbclient sometimes sees the cell's reply
 only when its wait for it times out (jupyter/nbclient#312; the reply is on the socket, but
 pyzmq's asyncio poll misses the wake-up), which stalled ``make run`` for a whole cell
 timeout. Waiting in slices of ``POLL_S`` seconds looks at the socket again after each slice,
-so such a reply is seen within a second.
+so such a reply is seen within a second. papermill runs on nbclient too and stalls the same
+way; ``--engine course`` (``CourseEngine``, registered as a papermill engine by this package)
+is papermill's own engine with this fix.
 """
 
 import argparse
@@ -38,16 +41,41 @@ def sliced(get_msg, poll_s=POLL_S):
     return get_msg_in_slices
 
 
+def wait_in_slices():
+    """Patch jupyter_client's asyncio channels (which nbclient and papermill use) so that every
+    wait for a kernel message looks at the socket again at least once a second."""
+    from jupyter_client.channels import AsyncZMQSocketChannel
+
+    if not hasattr(AsyncZMQSocketChannel.get_msg, "original"):
+        AsyncZMQSocketChannel.get_msg = sliced(AsyncZMQSocketChannel.get_msg)
+
+
+def __getattr__(name):  # CourseEngine needs papermill, a test dependency: built on first use
+    if name != "CourseEngine":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from papermill.engines import NBClientEngine
+
+    class CourseEngine(NBClientEngine):
+        """papermill's nbclient engine, waiting in slices (``papermill --engine course``)."""
+
+        @classmethod
+        def execute_managed_notebook(cls, *args, **kwargs):
+            wait_in_slices()
+            return super().execute_managed_notebook(*args, **kwargs)
+
+    CourseEngine.__qualname__ = "CourseEngine"
+    globals()["CourseEngine"] = CourseEngine
+    return CourseEngine
+
+
 def run_notebook(path, out_dir, timeout):
     """Execute ``path`` in a fresh kernel, in its own folder, and write the result to
     ``out_dir``; returns the seconds it took. A failing cell raises nbclient's
     ``CellExecutionError``, which names the cell and the error."""
     import nbformat
-    from jupyter_client.channels import AsyncZMQSocketChannel
     from nbclient import NotebookClient
 
-    if not hasattr(AsyncZMQSocketChannel.get_msg, "original"):
-        AsyncZMQSocketChannel.get_msg = sliced(AsyncZMQSocketChannel.get_msg)
+    wait_in_slices()
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, resources={"metadata": {"path": str(path.parent)}}).execute()

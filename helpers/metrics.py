@@ -122,6 +122,30 @@ def cider_per_image(references, hypotheses, n=4, sigma=6.0):
     return dict(zip(references, scores))
 
 
+def human_agreement(references, rounds=5):
+    """How well people agree with each other: leave-one-out BLEU-1..4 and CIDEr-D.
+
+    For k = 0 .. rounds - 1, caption k of every image is scored as the hypothesis against that
+    image's other captions (``bleu``, ``cider`` over the whole corpus), and the scores of the
+    rounds are averaged. An image takes part in round k if it has a caption k and at least one
+    other. It is not an upper bound: a model that writes the most common wording can score higher.
+
+    references: ``{key: [str, ...]}``. Returns ``{"bleu1", "bleu2", "bleu3", "bleu4", "cider"}``,
+    or None when no image has two captions.
+    """
+    totals, done = dict.fromkeys(("bleu1", "bleu2", "bleu3", "bleu4", "cider"), 0.0), 0
+    for k in range(rounds):
+        held = {key: refs[k] for key, refs in references.items() if len(refs) > max(k, 1)}
+        if not held:
+            continue
+        others = {key: references[key][:k] + references[key][k + 1 :] for key in held}
+        for name, value in zip(("bleu1", "bleu2", "bleu3", "bleu4"), bleu(others, held)):
+            totals[name] += value
+        totals["cider"] += cider(others, held)
+        done += 1
+    return {name: value / done for name, value in totals.items()} if done else None
+
+
 # ----------------------------------------------------------------------------- reading text (notebook 07)
 
 

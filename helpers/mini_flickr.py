@@ -12,7 +12,7 @@ Written files, as in the real dataset, plus two of its own::
     results.csv                          image_name| comment_number| comment   (Kaggle)
     dataset_flickr30k.json               Karpathy's format, with the split
     boxes.json                           {image: [{"word": noun, "box": [x0, y0, x1, y1]}]}
-    scenes.json                          what was drawn (to generate fresh captions)
+    scenes.json                          what was drawn (to check what a caption names)
     mini_flickr.json                     the arguments; written last: the dataset is complete
 """
 
@@ -402,30 +402,18 @@ def make_mini_flickr(root, n_images=DEFAULT_N_IMAGES, seed=0, progress=None):
     return root
 
 
-def caption_ceiling(root, split="test"):
-    """BLEU-1..4 of a freshly generated sixth caption per image against its five.
+def write_stand_in_images(folder, names, seed=0, size=(120, 160)):
+    """JPEG files of drawn scenes under the given file ``names`` (e.g. real Flickr30k names),
+    ``size`` (height, width) like a small photo: the images of a stand-in dataset that pairs
+    real captions with pictures we may ship. Returns the folder."""
+    import cv2
 
-    This is the human-agreement line of the embedded dataset: a captioner that describes
-    every image perfectly, in the grammar's own varied words, scores about this.
-    Returns ``{"bleu1": .., "bleu2": .., "bleu3": .., "bleu4": ..}``.
-    """
-    from .metrics import bleu
-
-    root = Path(root)
-    scenes_file = root / "scenes.json"
-    if not scenes_file.is_file():
-        raise FileNotFoundError(f"{scenes_file} not found: the ceiling needs the embedded dataset's scenes")
-    meta = json.loads(scenes_file.read_text())
-    data = json.loads((root / "dataset_flickr30k.json").read_text())
-    references, hypotheses = {}, {}
-    for entry in data["images"]:
-        if entry["split"] != split:
-            continue
-        name = entry["filename"]
-        rng = np.random.default_rng([meta["seed"], entry["imgid"], 6])  # a stream the five never used
-        others = [s["raw"] for s in entry["sentences"]]
-        references[name] = others
-        hypotheses[name] = make_caption(meta["scenes"][name], rng)[0]
-    if not references:
-        raise ValueError(f"no {split} images in {root}")
-    return dict(zip(("bleu1", "bleu2", "bleu3", "bleu4"), bleu(references, hypotheses)))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        _, image = _draw_scene(rng)
+        image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        (folder / name).write_bytes(encoded.tobytes())
+    return folder

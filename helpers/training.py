@@ -157,10 +157,12 @@ def prepare_captions(config, log=print, progress=None):
         bar = tqdm(images.path, desc="Loading images", disable=None if progress is None else not progress)
         inputs = np.stack([load_image(p, size=size) for p in bar])
     else:  # the cached features of a frozen encoder (for attention, its spatial grid)
-        encoder = build_encoder(
-            config.encoder, weights=config.weights_for_encoder(), spatial=config.model == "attention"
+        spatial = config.model == "attention"
+        encoder = build_encoder(config.encoder, weights=config.weights_for_encoder(), spatial=spatial)
+        # grids are float16 on disk and in memory: Flickr30k's ResNet50 grids take 6.4 GB so
+        inputs = extract_features(
+            encoder, images.path, progress=progress is not False, dtype="float16" if spatial else "float32"
         )
-        inputs = extract_features(encoder, images.path, progress=progress is not False)
     return CaptionData(df=df, images=images, train=train, vocab=vocab, inputs=inputs, boxes=load_boxes(root))
 
 
@@ -424,3 +426,21 @@ def load_trained(out):
     model(np.zeros((1, *shape), "float32"), np.array([0]), np.array([[vocab.start_id, vocab.end_id]]))
     load_checkpoint(out / CHECKPOINT, model)
     return model, vocab
+
+
+def inputs_of_run(out, paths, progress=None):
+    """What the model of run folder ``out`` reads for the images at ``paths``: pixels (N, S, S, 3)
+    for small_cnn and fine-tuned runs, else the features of the run's frozen encoder (N, F) or
+    (N, G, G, F), from the feature cache where the run left them."""
+    from .data import load_image
+    from .features import build_encoder, extract_features
+
+    saved = json.loads((Path(out) / "config.json").read_text())
+    model, args = saved["model"], saved["args"]
+    if model.get("encoder"):  # the encoder is inside the model
+        size = (model["image_size"], model["image_size"])
+        return np.stack([load_image(p, size=size) for p in paths])
+    weights = None if args["encoder_weights"].lower() == "none" else args["encoder_weights"]
+    spatial = saved["class"] == "ShowAttendTell"
+    encoder = build_encoder(args["encoder"], weights=weights, spatial=spatial)
+    return extract_features(encoder, paths, progress=progress is not False, dtype="float16" if spatial else "float32")

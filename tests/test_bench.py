@@ -15,6 +15,10 @@ pytestmark = pytest.mark.slow  # each test runs a benchmark script
 CASES = {
     "feature_cache.py": (["--images", "8", "--size", "32"], ("extract_s", "cache_hit_s")),
     "train_step.py": (["--steps", "1", "--images-per-batch", "2", "3"], ("eager_ms", "compiled_ms")),
+    "real_scale.py": (
+        ["--captions", "data/captions/flickr30k_karpathy_test.token", "--limit", "200", "--feature-images", "4"],
+        ("extract_ms_per_image", "cache_hit_ms_per_image"),
+    ),
     "beam_search.py": (["--images", "4", "--repeats", "1", "--max-len", "5", "--run-dir", "no_such_run"], None),
     "full_scale.py": (
         [

@@ -92,6 +92,24 @@ def test_features_equal_the_encoder_and_come_back_from_the_cache(encoder, images
     np.testing.assert_array_equal(again, first)
 
 
+def test_float16_features_are_half_the_bytes_on_disk_and_the_same_values(encoder, images, tmp_path, monkeypatch):
+    spatial = features.build_encoder("small_cnn", weights=None, input_size=32, spatial=True)
+    cache = tmp_path / "cache"
+    half = features.extract_features(spatial, images, cache_dir=cache, shard_size=4, progress=False, dtype="float16")
+    assert half.dtype == np.float16 and half.shape == (11, 2, 2, 128)
+    full = features.extract_features(spatial, images, cache_dir=None, progress=False)
+    np.testing.assert_allclose(half, full, rtol=1e-3, atol=1e-3)
+    shard = sorted((cache / spatial.course_key).glob("*.npy"))[0]
+    assert np.load(shard).dtype == np.float16
+    monkeypatch.setattr(features, "_compute", lambda *a: pytest.fail("cache miss"))
+    np.testing.assert_array_equal(
+        features.extract_features(spatial, images, cache_dir=cache, shard_size=4, progress=False, dtype="float16"),
+        half,
+    )
+    monkeypatch.setenv("COURSE_FEATURE_CACHE", str(cache))  # "default": the folder the variable names, read now
+    assert features.default_cache_dir() == cache
+
+
 def test_a_changed_image_is_recomputed(encoder, images, tmp_path):
     cache = tmp_path / "cache"
     features.extract_features(encoder, images, cache_dir=cache, shard_size=4, progress=False)

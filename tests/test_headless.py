@@ -98,3 +98,20 @@ def test_a_failing_cell_is_named_in_one_line(tmp_path):
     assert "the data are missing" in done.stderr.strip().splitlines()[-1]
     missing = run(tmp_path / "nothing.ipynb")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_papermill_finds_the_course_engine_and_it_waits_in_slices(monkeypatch):
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    engine = papermill_engines.get_engine("course")  # registered by pyproject.toml's entry point
+    assert issubclass(engine, NBClientEngine) and engine.__qualname__ == "CourseEngine"
+    monkeypatch.setattr(
+        AsyncZMQSocketChannel,
+        "get_msg",
+        getattr(AsyncZMQSocketChannel.get_msg, "original", None) or AsyncZMQSocketChannel.get_msg,
+    )
+    assert not hasattr(AsyncZMQSocketChannel.get_msg, "original")
+    monkeypatch.setattr(NBClientEngine, "execute_managed_notebook", classmethod(lambda cls, *a, **k: "executed"))
+    assert engine.execute_managed_notebook(None, "python3") == "executed"
+    assert hasattr(AsyncZMQSocketChannel.get_msg, "original")  # the fix is on while papermill runs

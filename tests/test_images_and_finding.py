@@ -91,9 +91,18 @@ def test_cli_verify_and_clear_error(mini_root, tmp_path):
     assert bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_cli_ceiling(mini_root):
-    out = _cli("ceiling", mini_root)
-    assert out.returncode == 0 and "BLEU4" in out.stdout
+def test_cli_agreement(mini_root, tmp_path):
+    out = _cli("agreement", mini_root)
+    assert out.returncode == 0 and "Human agreement" in out.stdout and "CIDER" in out.stdout
+    single = tmp_path / "single"
+    (single / "Images").mkdir(parents=True)
+    (single / "Images" / "1.jpg").write_bytes(b"")
+    (single / "captions.token").write_text("1.jpg#0\tA dog .\n")
+    (single / "test.txt").write_text("1\n")
+    (single / "train.txt").write_text("")
+    (single / "val.txt").write_text("")
+    bad = _cli("agreement", single)
+    assert bad.returncode == 2 and "one caption each" in bad.stderr
 
 
 def test_read_captions_needs_no_images(tmp_path):

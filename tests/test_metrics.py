@@ -8,7 +8,7 @@ import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
-from helpers.metrics import bleu, cer, cider, cider_per_image, edit_distance, word_accuracy
+from helpers.metrics import bleu, cer, cider, cider_per_image, edit_distance, human_agreement, word_accuracy
 from helpers.text import tokenize
 
 WORDS = "a the dog man red ball runs on grass in park with two small big".split()
@@ -45,12 +45,17 @@ def test_equal_to_pycocoevalcap_on_random_corpora(seed):
     )
 
 
-def test_equal_to_pycocoevalcap_on_real_captions(shared_data):
-    lines = (shared_data / "flickr30k" / "captions_karpathy.token").read_text().splitlines()[:1500]
+def real_captions(shared_data, n_lines):
+    """{image: [tokenised caption, ...]} of the first ``n_lines`` real Flickr30k captions."""
     refs = {}
-    for line in lines:
+    for line in (shared_data / "flickr30k" / "captions_karpathy.token").read_text().splitlines()[:n_lines]:
         name, text = line.split("\t")
         refs.setdefault(name.split("#")[0], []).append(" ".join(tokenize(text)))
+    return refs
+
+
+def test_equal_to_pycocoevalcap_on_real_captions(shared_data):
+    refs = real_captions(shared_data, 1500)
     hyps = {k: v[0] for k, v in refs.items()}  # leave-one-out: caption 0 against the other four
     refs = {k: v[1:] for k, v in refs.items()}
     b, c, per_image = coco(refs, hyps)
@@ -60,6 +65,45 @@ def test_equal_to_pycocoevalcap_on_real_captions(shared_data):
     assert list(ours) == list(refs) and np.allclose(
         [ours[k] for k in refs], [per_image[k] for k in refs], rtol=0, atol=1e-9
     )
+
+
+def test_human_agreement_is_the_mean_of_five_leave_one_out_rounds_of_pycocoevalcap(shared_data):
+    refs = real_captions(shared_data, 1000)
+    refs["lonely.jpg"] = ["a caption with no other"]  # takes part in no round
+    rounds = []
+    for k in range(5):
+        held = {n: [v[k]] for n, v in refs.items() if len(v) > 1}
+        others = {n: v[:k] + v[k + 1 :] for n, v in refs.items() if len(v) > 1}
+        rounds.append([*Bleu(4).compute_score(others, held, verbose=0)[0], Cider().compute_score(others, held)[0]])
+    expected = np.mean(rounds, axis=0)
+    ours = human_agreement(refs)
+    assert list(ours) == ["bleu1", "bleu2", "bleu3", "bleu4", "cider"]
+    assert np.allclose(list(ours.values()), expected, rtol=0, atol=1e-9)
+    assert 0.2 < ours["bleu4"] < ours["bleu1"] < 1  # people agree on words more than on phrasing
+
+
+def test_human_agreement_needs_two_captions_and_uses_the_rounds_an_image_has():
+    assert human_agreement({"a.jpg": ["a dog"], "b.jpg": ["a cat"]}) is None
+    refs = {"a.jpg": ["a red ball", "a red ball", "a blue ball"], "b.jpg": ["two dogs run", "two dogs run"]}
+    # rounds 0 and 1: every image; round 2: a.jpg only ('a blue ball' vs two 'a red ball')
+    expected = np.mean(
+        [
+            bleu(*split) + [cider(*split)]
+            for split in (
+                (
+                    {"a.jpg": ["a red ball", "a blue ball"], "b.jpg": ["two dogs run"]},
+                    {"a.jpg": "a red ball", "b.jpg": "two dogs run"},
+                ),
+                (
+                    {"a.jpg": ["a red ball", "a blue ball"], "b.jpg": ["two dogs run"]},
+                    {"a.jpg": "a red ball", "b.jpg": "two dogs run"},
+                ),
+                ({"a.jpg": ["a red ball", "a red ball"]}, {"a.jpg": "a blue ball"}),
+            )
+        ],
+        axis=0,
+    )
+    assert np.allclose(list(human_agreement(refs).values()), expected, rtol=0, atol=1e-12)
 
 
 def test_perfect_and_empty_overlap():

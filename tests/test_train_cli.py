@@ -50,6 +50,7 @@ def test_metrics_json_has_the_designed_fields(uninterrupted):
         assert set(metrics[decoder]) == {"bleu1", "bleu2", "bleu3", "bleu4", "cider"}
         assert all(0 <= metrics[decoder][k] <= 1 for k in ("bleu1", "bleu2", "bleu3", "bleu4"))
     assert metrics["epochs"] == 3 and 0 <= metrics["novel_fraction"] <= 1
+    assert set(metrics["human_agreement"]) == {"bleu1", "bleu2", "bleu3", "bleu4", "cider"}
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     assert (uninterrupted / "checkpoint.npz").is_file()
     assert not [p for p in uninterrupted.iterdir() if ".tmp-" in p.name]
@@ -300,12 +301,13 @@ def test_fine_tuning_resumes_to_the_same_metrics_and_loads_back(small, tmp_path)
 
 def test_a_run_on_cached_features_loads_back_and_captions_the_same(small, tmp_path, monkeypatch):
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from helpers.data import load_flickr30k
     from helpers.decoding import greedy_decode
     from helpers.features import build_encoder, extract_features
-    from helpers.training import load_trained
+    from helpers.training import inputs_of_run, load_trained
 
     weights = tmp_path / "mobilenet.weights.h5"  # a weights file stands in for the ImageNet download
     keras.applications.MobileNetV3Small(input_shape=(224, 224, 3), weights=None, include_top=False).save_weights(
@@ -338,3 +340,8 @@ def test_a_run_on_cached_features_loads_back_and_captions_the_same(small, tmp_pa
     decoded = greedy_decode(model.step, model.initial_state(tf.constant(features)), vocab.start_id, vocab.end_id, 20)
     saved = json.loads((out / "captions.json").read_text())["greedy"]
     assert [vocab.decode(o[0][0]) or "<empty>" for o in decoded] == [saved[n] for n in test.image]
+    # what notebook 05 decodes from: the run's own encoder, its features read back from the cache
+    shards = sorted((tmp_path / "cache").rglob("*.npy"))
+    again = inputs_of_run(out, test.path, progress=False)
+    assert sorted((tmp_path / "cache").rglob("*.npy")) == shards and again.dtype == np.float32
+    np.testing.assert_allclose(again, features, rtol=1e-5, atol=1e-6)
