@@ -49,6 +49,11 @@ class ArchiveError(ValueError):
 # ----------------------------------------------------------------------------- download
 
 
+def _check_destination(dest):
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ArchiveError(f"{dest} already exists and is not empty; give a new folder as --dest")
+
+
 def file_digest(path, algorithm):
     digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
@@ -113,6 +118,7 @@ def download(name, dest, base_url=None, checksums=None, progress=True, out=sys.s
     checksums = checksums or CHECKSUMS[name]
     base_url = (base_url or DATASET_URLS[name]).rstrip("/") + "/"
     dest = Path(dest).expanduser()
+    _check_destination(dest)  # before a gigabyte is fetched for nothing
     store = dest.parent / f".{dest.name}.downloads"
     store.mkdir(parents=True, exist_ok=True)
     archives = []
@@ -233,8 +239,7 @@ def prepare(archives, dest, out=sys.stdout):
     for a in archives:
         if not a.is_file():
             raise ArchiveError(f"archive {a} does not exist")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ArchiveError(f"{dest} already exists and is not empty; give a new folder as --dest")
+    _check_destination(dest)
     plain, packed = [], []
     for a in archives:
         is_archive = zipfile.is_zipfile(a) or a.name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))

@@ -138,7 +138,6 @@ def prepare_captions(config, log=print, progress=None):
     features of ``config.encoder``, cached on disk)."""
     from . import shown_path
     from .data import find_dataset, load_boxes, load_flickr30k, load_image
-    from .features import build_encoder, extract_features
     from .text import Vocabulary
 
     root = config.data or find_dataset()
@@ -158,11 +157,7 @@ def prepare_captions(config, log=print, progress=None):
         inputs = np.stack([load_image(p, size=size) for p in bar])
     else:  # the cached features of a frozen encoder (for attention, its spatial grid)
         spatial = config.model == "attention"
-        encoder = build_encoder(config.encoder, weights=config.weights_for_encoder(), spatial=spatial)
-        # grids are float16 on disk and in memory: Flickr30k's ResNet50 grids take 6.4 GB so
-        inputs = extract_features(
-            encoder, images.path, progress=progress is not False, dtype="float16" if spatial else "float32"
-        )
+        inputs = frozen_features(config.encoder, config.weights_for_encoder(), spatial, images.path, progress)
     return CaptionData(df=df, images=images, train=train, vocab=vocab, inputs=inputs, boxes=load_boxes(root))
 
 
@@ -397,9 +392,8 @@ def load_trained(out):
 
     The model takes what it was trained on: pixels for small_cnn and fine-tuned runs (the
     encoder's weights come from the checkpoint, nothing is downloaded); for a run on cached
-    features (a frozen keras.applications ``encoder``), those features, from
-    ``build_encoder(name, spatial=...)`` and ``extract_features`` (config.json's ``args``
-    names the encoder and its weights)."""
+    features (a frozen keras.applications ``encoder``), those features. ``inputs_of_run``
+    gives either for image files."""
     from .attention import ShowAttendTell
     from .captioner import ShowAndTell
     from .text import Vocabulary
@@ -433,7 +427,6 @@ def inputs_of_run(out, paths, progress=None):
     for small_cnn and fine-tuned runs, else the features of the run's frozen encoder (N, F) or
     (N, G, G, F), from the feature cache where the run left them."""
     from .data import load_image
-    from .features import build_encoder, extract_features
 
     saved = json.loads((Path(out) / "config.json").read_text())
     model, args = saved["model"], saved["args"]
@@ -441,6 +434,14 @@ def inputs_of_run(out, paths, progress=None):
         size = (model["image_size"], model["image_size"])
         return np.stack([load_image(p, size=size) for p in paths])
     weights = None if args["encoder_weights"].lower() == "none" else args["encoder_weights"]
-    spatial = saved["class"] == "ShowAttendTell"
-    encoder = build_encoder(args["encoder"], weights=weights, spatial=spatial)
-    return extract_features(encoder, paths, progress=progress is not False, dtype="float16" if spatial else "float32")
+    return frozen_features(args["encoder"], weights, saved["class"] == "ShowAttendTell", paths, progress)
+
+
+def frozen_features(encoder, weights, spatial, paths, progress=None):
+    """Features of the images at ``paths`` by the frozen keras.applications ``encoder`` (with
+    ``weights``), through the feature cache: pooled (N, F) float32, or with ``spatial`` the
+    grid (N, G, G, F) in float16, which halves it (Flickr30k's ResNet50 grids: 6.4 GB)."""
+    from .features import build_encoder, extract_features
+
+    model = build_encoder(encoder, weights=weights, spatial=spatial)
+    return extract_features(model, paths, progress=progress is not False, dtype="float16" if spatial else "float32")

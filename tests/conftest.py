@@ -9,6 +9,12 @@ SHARED_DATA = Path(os.environ.get("COURSE_SHARED_DATA", PROJECT_ROOT.parent / "s
 
 
 @pytest.fixture(scope="session")
+def shared_data_path():
+    """Where the real caption files would be (../shared/data); it may be absent: the test decides."""
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
 def shared_data():
     """The real caption files beside the project (../shared/data); skip where absent."""
     if not (SHARED_DATA / "flickr30k").is_dir():

@@ -293,6 +293,15 @@ def test_a_server_without_ranges_starts_the_file_over(tmp_path, flickr8k_archive
     assert sorted(p.name for p in (tmp_path / "f8k" / "Flicker8k_Dataset").iterdir()) == NAMES
 
 
+def test_download_into_a_folder_that_is_not_empty_asks_nothing_of_the_server(tmp_path, flickr8k_archives):
+    (tmp_path / "f8k").mkdir()
+    (tmp_path / "f8k" / "notes.txt").write_text("mine")
+    with Server(flickr8k_archives) as server:
+        with pytest.raises(ArchiveError, match="already exists and is not empty"):
+            download_from(server, flickr8k_archives, tmp_path / "f8k")
+    assert server.requests == []
+
+
 def test_a_file_that_fails_its_pinned_checksum_is_refused_in_one_sentence(tmp_path, flickr8k_archives):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
     with Server(flickr8k_archives) as server:

@@ -11,7 +11,6 @@ import sys
 import zipfile
 
 import pytest
-from conftest import SHARED_DATA
 
 from helpers import PROJECT_ROOT
 from helpers.data import SHIPPED_CAPTIONS, load_flickr30k, verify
@@ -28,15 +27,15 @@ def pick(lines, names):
 
 
 @pytest.fixture(scope="module")
-def flickr30k_layout(tmp_path_factory):
+def flickr30k_layout(tmp_path_factory, shared_data_path):
     """Real Flickr30k captions in the official .token format, with the Karpathy split (from
     ../shared/data when it is there, else the course's shipped test captions and split lists
     of their own beside the token file)."""
     root = tmp_path_factory.mktemp("real") / "flickr30k"
     root.mkdir()
-    token = SHARED_DATA / "flickr30k" / "captions_karpathy.token"
+    token = shared_data_path / "flickr30k" / "captions_karpathy.token"
     if token.is_file():  # the loader takes the split from the Karpathy lists the course ships
-        lists = SHARED_DATA / "flickr30k" / "karpathy_split"
+        lists = shared_data_path / "flickr30k" / "karpathy_split"
         chosen = {s: (lists / f"{s}_images.txt").read_text().split()[:n] for s, n in SIZES.items()}
         lines = token.read_text(encoding="utf-8").splitlines()
     else:  # the 1,000 shipped test images, split here (Flickr30k Entities' list format: ids)
@@ -53,10 +52,10 @@ def flickr30k_layout(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def flickr8k_layout(tmp_path_factory):
+def flickr8k_layout(tmp_path_factory, shared_data_path):
     """Flickr8k's two zips as distributed (Flicker8k_Dataset/, __MACOSX/ entries, the text
     files at the top), laid out by ``python -m helpers.data prepare``."""
-    source = SHARED_DATA / "flickr8k"
+    source = shared_data_path / "flickr8k"
     if not (source / "Flickr8k.token.txt").is_file():
         pytest.skip(f"real Flickr8k captions not found in {source}")
     work = tmp_path_factory.mktemp("f8k")
