@@ -83,6 +83,8 @@ def main():
 
         df = measured("load_flickr30k", lambda: load_flickr30k(root), rows)
         train = df[df.split == "train"]
+        if train.empty:
+            parser.exit(2, f"error: none of these {len(names):,} images is in the training split; use more (--limit)\n")
         vocab = measured("vocabulary (train split, min 5)", lambda: Vocabulary(train.caption, min_count=5), rows)
 
         def one_epoch():

@@ -426,15 +426,25 @@ def inputs_of_run(out, paths, progress=None):
     """What the model of run folder ``out`` reads for the images at ``paths``: pixels (N, S, S, 3)
     for small_cnn and fine-tuned runs, else the features of the run's frozen encoder (N, F) or
     (N, G, G, F), from the feature cache where the run left them."""
-    from .data import load_image
+    from .data import find_dataset, load_flickr30k, load_image
 
     saved = json.loads((Path(out) / "config.json").read_text())
     model, args = saved["model"], saved["args"]
+    paths = [str(p) for p in paths]
     if model.get("encoder"):  # the encoder is inside the model
         size = (model["image_size"], model["image_size"])
         return np.stack([load_image(p, size=size) for p in paths])
-    weights = None if args["encoder_weights"].lower() == "none" else args["encoder_weights"]
-    return frozen_features(args["encoder"], weights, saved["class"] == "ShowAttendTell", paths, progress)
+    encoder = (args["encoder"], None if args["encoder_weights"].lower() == "none" else args["encoder_weights"])
+    spatial = saved["class"] == "ShowAttendTell"
+    try:  # the cache holds shards of the run's images in the run's order: ask for those, then pick
+        root = find_dataset(verbose=False) if args["data"] == "None" else args["data"]
+        run_paths = load_flickr30k(root).drop_duplicates("image").path.tolist()
+    except (FileNotFoundError, ValueError):  # the dataset has moved: compute what is asked
+        run_paths = []
+    if not set(paths) <= set(run_paths):
+        return frozen_features(*encoder, spatial, paths, progress)
+    row = {p: i for i, p in enumerate(run_paths)}
+    return frozen_features(*encoder, spatial, run_paths, progress)[[row[p] for p in paths]]
 
 
 def frozen_features(encoder, weights, spatial, paths, progress=None):
