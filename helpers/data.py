@@ -447,15 +447,82 @@ def load_image(path, size=None):
 
 def load_boxes(root):
     """Object boxes of the dataset in ``root``: ``{image file name: [{"word": str, "box":
-    [x0, y0, x1, y1]}]}`` in pixels of that image, from ``boxes.json`` (the embedded
-    dataset writes one); ``{}`` where the dataset has none."""
-    path = Path(root) / "boxes.json"
-    if not path.is_file():
-        return {}
+    [x0, y0, x1, y1]}]}`` in pixels of that image.
+
+    From ``boxes.json`` where it exists (the embedded dataset writes one), else from Flickr30k
+    Entities (``Annotations/*.xml`` and ``Sentences/*.txt`` in ``root``), read as its official
+    parser reads them: 1-based corners made 0-based, entities marked ``nobndbox`` or ``scene``
+    (and phrase id 0, "not visual") without boxes. One entry per distinct (head noun, box) of
+    an image: the head noun is the phrase's last word in lower case, the box the union of the
+    entity's boxes. ``{}`` where the dataset has neither.
+    """
+    root = Path(root)
+    path = root / "boxes.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise AnnotationError(f"{path} is not a readable JSON file of boxes ({err})") from None
+    if (root / "Annotations").is_dir() and (root / "Sentences").is_dir():
+        return _entities_boxes(root / "Annotations", root / "Sentences")
+    return {}
+
+
+def _entity_boxes(path):
+    """{entity id: union box [x0, y0, x1, y1], 0-based} of one Entities XML file."""
+    import xml.etree.ElementTree as ET
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AnnotationError(f"{path} is not a readable JSON file of boxes ({err})") from None
+        tree = ET.parse(path)
+    except ET.ParseError as err:
+        raise AnnotationError(f"{path}, line {err.position[0]}: not well-formed XML ({err})") from None
+    boxes = {}
+    for obj in tree.getroot().iter("object"):
+        names, box = obj.findall("name"), obj.find("bndbox")
+        if not names or box is None:  # nobndbox or scene: no box
+            continue
+        try:
+            corners = [int(box.find(k).text) - 1 for k in ("xmin", "ymin", "xmax", "ymax")]
+        except (AttributeError, TypeError, ValueError):
+            raise AnnotationError(f"{path}: entity {names[0].text}'s bndbox lacks a whole-number corner") from None
+        entity = names[0].text.strip()  # the first name, as the official parser reads it
+        old = boxes.get(entity)
+        boxes[entity] = corners if old is None else [*map(min, old[:2], corners[:2]), *map(max, old[2:], corners[2:])]
+    return boxes
+
+
+def _entity_phrases(path):
+    """(entity id, head noun) of every phrase ``[/EN#id/type words]`` in one Sentences file."""
+    phrases = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        entity, words = None, []
+        for token in line.split():
+            if entity is None and token.startswith("[/EN#"):
+                entity, words = token.split("/")[1][3:], []
+            elif entity is not None:
+                words.append(token[:-1] if token.endswith("]") else token)
+                if token.endswith("]"):
+                    phrases.append((entity, words[-1].lower()))
+                    entity = None
+        if entity is not None:
+            raise AnnotationError(f"{path}, line {line_no}: phrase of entity {entity} is not closed with ']'")
+    return phrases
+
+
+def _entities_boxes(annotations, sentences):
+    out = {}
+    for xml_path in sorted(annotations.glob("*.xml")):
+        text = sentences / f"{xml_path.stem}.txt"
+        if not text.is_file():
+            continue
+        boxes, entries, seen = _entity_boxes(xml_path), [], set()
+        for entity, word in _entity_phrases(text):
+            if entity in boxes and (word, tuple(boxes[entity])) not in seen:
+                seen.add((word, tuple(boxes[entity])))
+                entries.append({"word": word, "box": boxes[entity]})
+        if entries:
+            out[f"{xml_path.stem}.jpg"] = entries
+    return out
 
 
 def human_agreement_of(df, split="test"):

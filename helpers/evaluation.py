@@ -1,7 +1,8 @@
 """Scoring a trained captioner on the test split, as ``metrics.json`` reports it: greedy and
 beam-search BLEU-1..4 and CIDEr, the share of captions not copied from the training set,
-the constant-caption baseline, human agreement (each reference against the others), and for
-attention models on data with boxes the grounding.
+the constant-caption baseline, human agreement (each reference against the others), on the
+embedded dataset the scene accuracy (``helpers.mini_flickr.scene_scores``), and for attention
+models on data with boxes the grounding.
 
 The model is seen through ``initial_state`` and ``step`` (``helpers.decoding``) and, for
 the grounding, ``teacher_forced``.
@@ -58,6 +59,10 @@ def evaluate_captioner(model, data, max_len, beam_width):
     refs = {n: references[n] for n in test.image}
     results["constant_caption"] = {"caption": constant, **caption_scores(refs, {n: constant for n in refs})}
     results["human_agreement"] = human_agreement_of(data.df)  # None: one caption per image
+    if data.scenes:  # the embedded dataset: does each caption name what was drawn?
+        from .mini_flickr import scene_scores
+
+        results["scene"] = {name: scene_scores(generated[name], data.scenes) for name in ("greedy", "beam")}
     if hasattr(model, "teacher_forced") and data.boxes:
         results["grounding"], results["grounding_uniform"] = grounding_of(model, data, "test", max_len)
     return results, generated

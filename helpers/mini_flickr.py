@@ -417,3 +417,88 @@ def write_stand_in_images(folder, names, seed=0, size=(120, 160)):
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
         (folder / name).write_bytes(encoded.tobytes())
     return folder
+
+
+# ----------------------------------------------------------------------------- scene accuracy
+
+_COLOUR_OF = {w: c for c, choices in COLOUR_WORDS.items() for w, _ in choices}
+_SHAPE_OF = {w: k for k, choices in NOUNS.items() for w, _ in choices}
+_RELATION_OF = {  # phrase (tokens) -> relation; "next to" and "beside": side by side in a row
+    tuple(w.split()): rel for rel, choices in RELATIONS.items() for w, _ in choices if w not in ("next to", "beside")
+}
+_RELATION_OF.update({("next", "to"): "beside", ("beside",): "beside"})
+
+
+def load_scenes(root):
+    """What was drawn in each image of the embedded dataset in ``root``, ``{image: scene}``
+    (``scenes.json``); ``{}`` for any other dataset."""
+    path = Path(root) / "scenes.json"
+    return json.loads(path.read_text(encoding="utf-8"))["scenes"] if path.is_file() else {}
+
+
+def parse_caption(text):
+    """The objects a caption names and the relation it states: ``(mentions, relation)``.
+
+    mentions: one (colour, shape) per shape word, in order, with the grammar's synonyms mapped
+    to the scene's names ("violet" -> purple, "box" -> square); colour is None when the word
+    before the shape is not a colour. relation: 'left', 'right', 'above', 'below' or 'beside'
+    between the first two mentions, or None.
+    """
+    words = tokenize(text)
+    mentions, relation, shapes_seen = [], None, 0
+    for i, word in enumerate(words):
+        if word in _SHAPE_OF:
+            mentions.append((_COLOUR_OF.get(words[i - 1]) if i else None, _SHAPE_OF[word]))
+            shapes_seen += 1
+        elif shapes_seen == 1 and relation is None:
+            for phrase, rel in _RELATION_OF.items():
+                if tuple(words[i : i + len(phrase)]) == phrase:
+                    relation = rel
+                    break
+    return mentions, relation
+
+
+def _relation_holds(relation, first, second, scene):
+    """Is ``relation`` of the scene's objects that match mentions first and second true?"""
+    objects = {(o["colour"], o["kind"]): o for o in scene["objects"]}
+    a, b = objects.get(first), objects.get(second)
+    if a is None or b is None or a is b:
+        return False
+    if relation == "beside":
+        return scene["axis"] == "row"
+    return _relation(a, b, scene["axis"]) == relation
+
+
+def scene_scores(captions, scenes):
+    """How right captions are about the scenes drawn: ``{"exact", "object_precision",
+    "object_recall", "relation", "by_objects"}``.
+
+    captions: ``{image: caption}``; scenes: ``load_scenes`` (every image of ``captions`` in it).
+    exact: share of images whose caption names exactly the scene's multiset of (colour, shape)
+    pairs. object_precision / object_recall: (colour, shape) mentions that are in the scene,
+    over all mentions / over all objects drawn. relation: share of two-object scenes, among
+    those whose caption states a relation, where it names both objects and the relation is
+    true (None if no caption states one). by_objects: exact per number of objects drawn.
+    """
+    from collections import Counter
+
+    exact, hits, mentioned, drawn, relations = [], 0, 0, 0, []
+    by_objects = {}
+    for image, caption in captions.items():
+        scene = scenes[image]
+        truth = Counter((o["colour"], o["kind"]) for o in scene["objects"])
+        mentions, relation = parse_caption(caption)
+        said = Counter(mentions)
+        right = sum((said & truth).values())
+        hits, mentioned, drawn = hits + right, mentioned + sum(said.values()), drawn + sum(truth.values())
+        exact.append(said == truth)
+        by_objects.setdefault(str(len(scene["objects"])), []).append(said == truth)
+        if len(scene["objects"]) == 2 and relation is not None:
+            relations.append(len(mentions) >= 2 and _relation_holds(relation, mentions[0], mentions[1], scene))
+    return {
+        "exact": float(np.mean(exact)),
+        "object_precision": hits / mentioned if mentioned else 0.0,
+        "object_recall": hits / drawn,
+        "relation": float(np.mean(relations)) if relations else None,
+        "by_objects": {n: float(np.mean(v)) for n, v in sorted(by_objects.items())},
+    }

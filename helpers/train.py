@@ -126,9 +126,14 @@ def summary(config, metrics):
         if "grounding" in metrics
         else ""
     )
+    scene = (
+        f"; scene exact greedy {metrics['scene']['greedy']['exact']:.0%}, beam {metrics['scene']['beam']['exact']:.0%}"
+        if "scene" in metrics
+        else ""
+    )
     return (
         f"test BLEU-4 greedy {g['bleu4']:.3f}, beam {b['bleu4']:.3f}; CIDEr greedy {g['cider']:.3f}, "
-        f"beam {b['cider']:.3f}; novel captions {metrics['novel_fraction']:.0%}{grounding} -> {where}"
+        f"beam {b['cider']:.3f}; novel captions {metrics['novel_fraction']:.0%}{scene}{grounding} -> {where}"
     )
 
 

@@ -106,7 +106,8 @@ class CaptionData:
 
     df: every caption (``helpers.data.load_flickr30k``); images: one row per image, in the
     order of ``inputs`` (N, ...): pixels (small_cnn, fine-tuning) or cached features;
-    train: the training captions; vocab: built on them; boxes: ``helpers.data.load_boxes``.
+    train: the training captions; vocab: built on them; boxes: ``helpers.data.load_boxes``;
+    scenes: what was drawn, on the embedded dataset (``helpers.mini_flickr.load_scenes``).
     """
 
     df: pd.DataFrame
@@ -115,6 +116,7 @@ class CaptionData:
     vocab: object
     inputs: np.ndarray
     boxes: dict
+    scenes: dict = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def row_of(self):
@@ -138,6 +140,7 @@ def prepare_captions(config, log=print, progress=None):
     features of ``config.encoder``, cached on disk)."""
     from . import shown_path
     from .data import find_dataset, load_boxes, load_flickr30k, load_image
+    from .mini_flickr import load_scenes
     from .text import Vocabulary
 
     root = config.data or find_dataset()
@@ -158,7 +161,9 @@ def prepare_captions(config, log=print, progress=None):
     else:  # the cached features of a frozen encoder (for attention, its spatial grid)
         spatial = config.model == "attention"
         inputs = frozen_features(config.encoder, config.weights_for_encoder(), spatial, images.path, progress)
-    return CaptionData(df=df, images=images, train=train, vocab=vocab, inputs=inputs, boxes=load_boxes(root))
+    return CaptionData(
+        df=df, images=images, train=train, vocab=vocab, inputs=inputs, boxes=load_boxes(root), scenes=load_scenes(root)
+    )
 
 
 def build_captioner(config, vocab_size):

@@ -161,3 +161,53 @@ def test_human_agreement_is_high_for_the_same_scene_and_low_for_another(tmp_path
     refs = [[s["raw"] for s in e["sentences"]] for e in test]
     shifted = {i: [refs[i][0], *refs[i - 1][1:]] for i in range(len(refs))}
     assert human_agreement(shifted, rounds=1)["bleu4"] < agreement["bleu4"] - 0.2
+
+
+def test_every_human_caption_is_right_about_its_scene(tmp_path):
+    # the parser read against the grammar that wrote the captions: all 5 x 300 must be right
+    root = mini_flickr.make_mini_flickr(tmp_path / "m", n_images=300, seed=2)
+    scenes = mini_flickr.load_scenes(root)
+    entries = json.loads((root / "dataset_flickr30k.json").read_text())["images"]
+    for k in range(5):
+        captions = {e["filename"]: e["sentences"][k]["raw"] for e in entries}
+        scores = mini_flickr.scene_scores(captions, scenes)
+        assert scores["exact"] == scores["object_precision"] == scores["object_recall"] == scores["relation"] == 1.0
+        assert set(scores["by_objects"]) == {"1", "2", "3"}
+    # the same captions under the wrong scenes: mostly wrong
+    names = [e["filename"] for e in entries]
+    shifted = {names[i]: entries[i - 1]["sentences"][0]["raw"] for i in range(len(names))}
+    wrong = mini_flickr.scene_scores(shifted, scenes)
+    assert wrong["exact"] < 0.1 and wrong["object_recall"] < 0.2 and wrong["relation"] < 0.6
+
+
+def test_scene_scores_on_captions_written_by_hand():
+    scene = {
+        "axis": "row",
+        "objects": [
+            {"kind": "square", "colour": "purple", "centre": [70.0, 40.0]},
+            {"kind": "star", "colour": "red", "centre": [20.0, 40.0]},
+        ],
+    }
+    scenes = {"a.jpg": scene}
+
+    def score(caption):
+        return mini_flickr.scene_scores({"a.jpg": caption}, scenes)
+
+    right = score("A little violet box to the right of a tiny red star.")  # synonyms map to the scene's names
+    assert right["exact"] == right["relation"] == right["object_precision"] == 1.0
+    assert mini_flickr.parse_caption("A little violet box to the right of a tiny red star.") == (
+        [("purple", "square"), ("red", "star")],
+        "right",
+    )
+    assert score("A red star left of a purple square.")["relation"] == 1.0
+    assert score("A red star right of a purple square.")["relation"] == 0.0  # the stated relation is false
+    assert score("A red star beside a purple square.")["relation"] == 1.0  # side by side, in a row
+    assert score("A red star and a purple square.")["relation"] is None  # no relation stated
+    wrong_shape = score("A red cross to the left of a purple square.")
+    assert (
+        wrong_shape["exact"] == 0.0 and wrong_shape["object_precision"] == 0.5 and wrong_shape["object_recall"] == 0.5
+    )
+    assert wrong_shape["relation"] == 0.0  # a relation between objects that are not both there
+    extra = score("A red star, a purple square and a red star.")
+    assert extra["exact"] == 0.0 and extra["object_precision"] == pytest.approx(2 / 3) and extra["object_recall"] == 1.0
+    assert score("A small red.")["object_recall"] == 0.0  # a colour without a shape names nothing

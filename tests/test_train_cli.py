@@ -44,13 +44,22 @@ def uninterrupted(small, tmp_path_factory):
     return out
 
 
-def test_metrics_json_has_the_designed_fields(uninterrupted):
+def test_metrics_json_has_the_designed_fields(uninterrupted, small):
     metrics = json.loads((uninterrupted / "metrics.json").read_text())
     for decoder in ("greedy", "beam"):
         assert set(metrics[decoder]) == {"bleu1", "bleu2", "bleu3", "bleu4", "cider"}
         assert all(0 <= metrics[decoder][k] <= 1 for k in ("bleu1", "bleu2", "bleu3", "bleu4"))
     assert metrics["epochs"] == 3 and 0 <= metrics["novel_fraction"] <= 1
     assert set(metrics["human_agreement"]) == {"bleu1", "bleu2", "bleu3", "bleu4", "cider"}
+    for decoder in ("greedy", "beam"):  # the embedded dataset: are the captions right about the scene?
+        scene = metrics["scene"][decoder]
+        assert set(scene) == {"exact", "object_precision", "object_recall", "relation", "by_objects"}
+        assert 0 <= scene["exact"] <= 1 and set(scene["by_objects"]) <= {"1", "2", "3"}
+    from helpers.mini_flickr import load_scenes, scene_scores
+
+    captions = json.loads((uninterrupted / "captions.json").read_text())["greedy"]
+
+    assert metrics["scene"]["greedy"] == scene_scores(captions, load_scenes(small))
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     assert (uninterrupted / "checkpoint.npz").is_file()
     assert not [p for p in uninterrupted.iterdir() if ".tmp-" in p.name]
@@ -234,7 +243,7 @@ def test_attention_writes_grounding_and_loads_back(small, tmp_path):
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["grounding"] <= 1 and 0 < metrics["grounding_uniform"] < 1
-    assert "grounding" in done.stdout
+    assert "grounding" in done.stdout and "scene exact greedy" in done.stdout
     model, vocab = load_trained(out)
     assert isinstance(model, ShowAttendTell)
     test = load_flickr30k(small).query("split == 'test'").drop_duplicates("image")
