@@ -88,17 +88,14 @@ def main():
         vocab = measured("vocabulary (train split, min 5)", lambda: Vocabulary(train.caption, min_count=5), rows)
 
         def one_epoch():
-            from helpers.pipeline import caption_pipeline
+            from helpers.pipeline import caption_pipeline, captions_by_image
 
             images = df.drop_duplicates("image").reset_index(drop=True)
             row_of = {n: i for i, n in enumerate(images.image)}
             tokens = encode_captions(vocab, train.caption, 30)
-            caption_image = train.image.map(row_of).to_numpy()
-            order = np.argsort(caption_image, kind="stable")
-            bounds = np.searchsorted(caption_image[order], np.arange(len(images) + 1))
-            captions_of = {i: order[bounds[i] : bounds[i + 1]] for i in range(len(images)) if bounds[i + 1] > bounds[i]}
+            captions_of = captions_by_image(train.image.map(row_of).to_numpy())
             features = np.zeros((len(images), 2048), np.float32)  # pooled ResNet50-sized features
-            batches = caption_pipeline(features, np.array(sorted(captions_of)), captions_of, tokens, args.batch_size)
+            batches = caption_pipeline(features, np.array(list(captions_of)), captions_of, tokens, args.batch_size)
             return sum(1 for _ in batches(np.random.default_rng(0).permutation(len(captions_of))))
 
         n_batches = measured("input pipeline, one epoch", one_epoch, rows)

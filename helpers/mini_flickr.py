@@ -424,9 +424,10 @@ def write_stand_in_images(folder, names, seed=0, size=(120, 160)):
 _COLOUR_OF = {w: c for c, choices in COLOUR_WORDS.items() for w, _ in choices}
 _SHAPE_OF = {w: k for k, choices in NOUNS.items() for w, _ in choices}
 _RELATION_OF = {  # phrase (tokens) -> relation; "next to" and "beside": side by side in a row
-    tuple(w.split()): rel for rel, choices in RELATIONS.items() for w, _ in choices if w not in ("next to", "beside")
+    tuple(w.split()): "beside" if w in ("next to", "beside") else rel
+    for rel, choices in RELATIONS.items()
+    for w, _ in choices
 }
-_RELATION_OF.update({("next", "to"): "beside", ("beside",): "beside"})
 
 
 def load_scenes(root):
@@ -445,12 +446,11 @@ def parse_caption(text):
     between the first two mentions, or None.
     """
     words = tokenize(text)
-    mentions, relation, shapes_seen = [], None, 0
+    mentions, relation = [], None
     for i, word in enumerate(words):
         if word in _SHAPE_OF:
             mentions.append((_COLOUR_OF.get(words[i - 1]) if i else None, _SHAPE_OF[word]))
-            shapes_seen += 1
-        elif shapes_seen == 1 and relation is None:
+        elif len(mentions) == 1 and relation is None:
             for phrase, rel in _RELATION_OF.items():
                 if tuple(words[i : i + len(phrase)]) == phrase:
                     relation = rel
@@ -482,8 +482,8 @@ def scene_scores(captions, scenes):
     """
     from collections import Counter
 
-    exact, hits, mentioned, drawn, relations = [], 0, 0, 0, []
-    by_objects = {}
+    hits, mentioned, drawn, relations = 0, 0, 0, []
+    by_objects = {}  # number of objects drawn -> [caption names exactly them?]
     for image, caption in captions.items():
         scene = scenes[image]
         truth = Counter((o["colour"], o["kind"]) for o in scene["objects"])
@@ -491,12 +491,11 @@ def scene_scores(captions, scenes):
         said = Counter(mentions)
         right = sum((said & truth).values())
         hits, mentioned, drawn = hits + right, mentioned + sum(said.values()), drawn + sum(truth.values())
-        exact.append(said == truth)
         by_objects.setdefault(str(len(scene["objects"])), []).append(said == truth)
         if len(scene["objects"]) == 2 and relation is not None:
             relations.append(len(mentions) >= 2 and _relation_holds(relation, mentions[0], mentions[1], scene))
     return {
-        "exact": float(np.mean(exact)),
+        "exact": float(np.mean([right for scenes_of_n in by_objects.values() for right in scenes_of_n])),
         "object_precision": hits / mentioned if mentioned else 0.0,
         "object_recall": hits / drawn,
         "relation": float(np.mean(relations)) if relations else None,

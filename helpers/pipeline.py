@@ -8,6 +8,15 @@ Shapes: N images in the dataset, B images in a batch, C captions in the batch, T
 import numpy as np
 
 
+def captions_by_image(caption_image):
+    """{image row: the rows of the captions that describe it}, from each caption's image row
+    (C,) int; the captions of an image in their order, the images in ascending order."""
+    caption_image = np.asarray(caption_image)
+    order = np.argsort(caption_image, kind="stable")
+    images, starts = np.unique(caption_image[order], return_index=True)
+    return {int(i): rows for i, rows in zip(images, np.split(order, starts[1:]))}
+
+
 def caption_pipeline(inputs, images, captions_of, tokens, batch_size, pad_to=None):
     """The ``tf.data`` input pipeline of teacher forcing. Returns ``batches(order)``: a
     dataset of one epoch (it holds the epoch's inputs once more when listed), ``batch_size``

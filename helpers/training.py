@@ -202,7 +202,7 @@ def train_captioner(config, log=print, progress=None):
 
     from . import seed_everything
     from .evaluation import evaluate_captioner, grounding_of
-    from .pipeline import caption_pipeline, replica_batches
+    from .pipeline import caption_pipeline, captions_by_image, replica_batches
     from .teacher_forcing import make_train_step, trainable_parts
     from .text import encode_captions
 
@@ -212,8 +212,8 @@ def train_captioner(config, log=print, progress=None):
     data = prepare_captions(config, log, progress)
     tokens = encode_captions(data.vocab, data.train.caption, config.max_len)
     caption_image = data.train.image.map(data.row_of).to_numpy()
-    captions_of = {int(i): rows for i, rows in pd.Series(caption_image).groupby(caption_image).indices.items()}
-    train_images = np.array(sorted(captions_of))
+    captions_of = captions_by_image(caption_image)
+    train_images = np.array(list(captions_of))
     if len(train_images) < config.batch_size:
         raise ConfigError(f"`batch_size` {config.batch_size} is larger than the {len(train_images)} training images")
 

@@ -48,3 +48,15 @@ def test_a_fixed_length_pads_every_batch_to_it(toy):
     batches = caption_pipeline(inputs, np.arange(8), captions_of, tokens, batch_size=4, pad_to=12)(np.arange(8))
     assert [b[2].shape[1] for b in batches] == [12, 12]
     assert batches.element_spec[2].shape.as_list() == [None, 12]
+
+
+def test_captions_by_image_equals_pandas_groupby():
+    import pandas as pd
+
+    from helpers.pipeline import captions_by_image
+
+    caption_image = np.random.default_rng(0).integers(0, 40, size=300)
+    ours = captions_by_image(caption_image)
+    reference = pd.Series(caption_image).groupby(caption_image).indices
+    assert list(ours) == sorted(int(i) for i in reference)
+    assert all(np.array_equal(ours[i], reference[i]) for i in ours)
