@@ -210,40 +210,77 @@ def doubly_stochastic_penalty(alphas, targets, pad_id=0):
 # ----------------------------------------------------------------------------- grounding
 
 
-def peak_in_box(attention_map, box, image_size):
-    """Whether the peak of ``attention_map`` (G, G), upsampled (bilinear, OpenCV) to the image
-    (``image_size`` = (height, width)), falls inside ``box`` = [x0, y0, x1, y1) in pixels."""
+def box_mask(boxes, image_size):
+    """(height, width) bool: the pixels inside ``boxes``, one box [x0, y0, x1, y1) in pixels or
+    a list of them (their union: a word with several boxes, e.g. two men in Flickr30k)."""
+    mask = np.zeros(image_size, bool)
+    for x0, y0, x1, y1 in np.reshape(np.round(boxes), (-1, 4)).astype(int):
+        mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+    return mask
+
+
+def upsampled(attention_map, image_size):
+    """``attention_map`` (G, G) resized to the image (``image_size`` = (height, width)) by
+    bilinear interpolation (OpenCV), as every grounding score here reads it."""
     import cv2
 
     height, width = image_size
-    up = cv2.resize(np.asarray(attention_map, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    y, x = np.unravel_index(int(np.argmax(up)), up.shape)
-    x0, y0, x1, y1 = box
-    return bool(x0 <= x < x1 and y0 <= y < y1)
+    return cv2.resize(np.asarray(attention_map, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def grounding(maps_and_boxes, image_size):
-    """(share of maps whose upsampled peak falls inside their box, the share a uniformly random
-    peak would get = mean box area / image area) over ``[(map (G, G), box), ...]``."""
-    pairs = list(maps_and_boxes)
-    if not pairs:
-        raise ValueError("grounding needs at least one (attention map, box) pair")
-    height, width = image_size
-    hits = [peak_in_box(m, b, image_size) for m, b in pairs]
-    areas = [(b[2] - b[0]) * (b[3] - b[1]) / (height * width) for _, b in pairs]
-    return float(np.mean(hits)), float(np.mean(areas))
+def peak_in_box(attention_map, boxes, image_size):
+    """Whether the peak of ``attention_map`` (G, G), upsampled to the image, falls inside
+    ``boxes`` (one box [x0, y0, x1, y1) in pixels, or a list: any of them)."""
+    up = upsampled(attention_map, image_size)
+    return bool(box_mask(boxes, image_size).flat[int(np.argmax(up))])
+
+
+def mass_in_box(attention_map, boxes, image_size):
+    """The share of the attention, upsampled to the image, that falls inside ``boxes``: Liu et
+    al.'s (AAAI 2017) "attention correctness" of one word."""
+    up = upsampled(attention_map, image_size)
+    return float(up[box_mask(boxes, image_size)].sum() / up.sum())
+
+
+def random_object_share(boxes, objects, image_size):
+    """The chance that a peak placed uniformly inside one of ``objects`` (boxes), picked at
+    random, falls inside ``boxes``: what finding *an* object, not the one named, earns."""
+    mask = box_mask(boxes, image_size)
+    return float(np.mean([mask[box_mask(o, image_size)].mean() for o in objects]))
+
+
+def grounding(triples, image_size):
+    """Grounding scores over ``[(map (G, G), the word's box or boxes, the boxes of all the
+    image's objects[, image name]), ...]``; image_size: (height, width) in pixels, or
+    {image name: (height, width)} when the triples name their images:
+
+    grounding: the share of maps whose upsampled peak falls inside their box;
+    grounding_uniform: what a uniformly random peak would get (mean box area / image area);
+    grounding_random_object: what a peak on a random object of the image would get
+    (``random_object_share``); attention_correctness: the mean attention mass inside the box
+    (``mass_in_box``; a uniform map's is grounding_uniform).
+    """
+    scores = {"grounding": [], "grounding_uniform": [], "grounding_random_object": [], "attention_correctness": []}
+    for m, boxes, objects, *name in triples:
+        size = image_size[name[0]] if name else image_size
+        scores["grounding"].append(peak_in_box(m, boxes, size))
+        scores["grounding_uniform"].append(box_mask(boxes, size).mean())
+        scores["grounding_random_object"].append(random_object_share(boxes, objects, size))
+        scores["attention_correctness"].append(mass_in_box(m, boxes, size))
+    if not scores["grounding"]:
+        raise ValueError("grounding needs at least one (attention map, box, objects) triple")
+    return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
 def grounding_scores(model, inputs, names, captions, vocab, boxes, image_size, max_len=30, batch_size=64):
     """Teacher-force every reference caption of the images ``names`` through ``model`` (a
     ``ShowAttendTell``); for each word that has a box in ``boxes`` ({file name: [{"word",
     "box"}]}), does the peak of the attention that produced it, upsampled to the image, fall
-    inside the box? Returns ``grounding``'s (that share, the share a uniformly random peak
-    would get).
+    inside the box, and how much of it does? Returns ``grounding``'s scores.
 
     inputs (N, ...): the model's inputs for the N images ``names``, in that order; captions:
     a DataFrame with columns ``image`` and ``caption`` (rows of other images are ignored);
-    image_size: (height, width) of the images in pixels.
+    image_size: (height, width) of the images in pixels, or {file name: (height, width)}.
     """
     from .text import encode_captions
 
@@ -257,9 +294,14 @@ def grounding_scores(model, inputs, names, captions, vocab, boxes, image_size, m
         alphas = ops.convert_to_numpy(alphas)
         grid = int(round(alphas.shape[-1] ** 0.5))
         for row, (name, caption_tokens) in enumerate(zip(refs.image, tokens)):
-            box_of = {b["word"]: b["box"] for b in boxes.get(name, [])}
+            box_of = {}  # a word may name several boxes (Flickr30k: "two men"): any of them counts
+            for b in boxes.get(name, []):
+                box_of.setdefault(b["word"], []).append(b["box"])
+            objects = [b["box"] for b in boxes.get(name, [])]
             for t, token in enumerate(caption_tokens[1:]):
                 word = vocab.id_to_token[token]
                 if word in box_of:
-                    pairs.append((alphas[row, t].reshape(grid, grid), box_of[word]))
+                    pairs.append((alphas[row, t].reshape(grid, grid), box_of[word], objects, name))
+    if not isinstance(image_size, dict):
+        image_size = {name: image_size for *_, name in pairs}
     return grounding(pairs, image_size)

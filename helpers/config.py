@@ -38,7 +38,8 @@ class TrainConfig:
     epochs and batch_size default per model (captioners 10 and 32, crnn 6 and 64);
     image_size to 96, or 224 when fine-tuning. data: a dataset folder, or None for
     ``helpers.data.find_dataset()`` (for crnn: where the rendered lines are cached).
-    encoder_weights: 'imagenet', 'none' (or None) or a weights file.
+    encoder_weights: 'imagenet', 'none' (or None) or a weights file. patience: stop after
+    that many epochs without a better validation CIDEr (None: train every epoch).
     """
 
     model: str
@@ -55,6 +56,7 @@ class TrainConfig:
     encoder_weights: str | None = "imagenet"
     fine_tune: int = 0
     fine_tune_rate: float = 0.1
+    patience: int | None = None
     attention_penalty: float = 0.0
     paper_decoder: bool = False
     lines: int = 24000
@@ -79,6 +81,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "beam_width", "min_count", "image_size", "lines"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"`{name}` must be at least 1, got {getattr(self, name)}")
+        if self.patience is not None and int(self.patience) < 1:
+            raise ConfigError(f"`patience` must be at least 1 epoch, got {self.patience}")
         if self.max_len < 3:
             raise ConfigError(f"`max_len` must be at least 3 (<start>, a word, <end>), got {self.max_len}")
         if self.fine_tune < 0:

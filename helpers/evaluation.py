@@ -2,7 +2,8 @@
 beam-search BLEU-1..4 and CIDEr, the share of captions not copied from the training set,
 the constant-caption baseline, human agreement (each reference against the others), on the
 embedded dataset the scene accuracy (``helpers.mini_flickr.scene_scores``), and for attention
-models on data with boxes the grounding.
+models on data with boxes the grounding; and, after every epoch, the validation scores that
+choose the epoch kept (``validation_scores``).
 
 The model is seen through ``initial_state`` and ``step`` (``helpers.decoding``) and, for
 the grounding, ``teacher_forced``.
@@ -37,6 +38,31 @@ def decode_images(model, inputs, vocab, max_len, beam_width=None):
     return captions
 
 
+def validation_scores(model, data, max_len, split="val"):
+    """{val_loss, val_bleu4, val_cider} on the images of ``split``: the teacher-forced
+    cross-entropy per word (as training measures it, without penalties) and greedy BLEU-4 and
+    CIDEr against each image's captions."""
+    from .teacher_forcing import masked_loss_and_accuracy
+    from .text import encode_captions
+
+    names = data.images[data.images.split == split].image.tolist()
+    captions = data.df[data.df.split == split]
+    rows = captions.image.map({n: i for i, n in enumerate(names)}).to_numpy()
+    tokens = encode_captions(data.vocab, captions.caption, max_len)
+    inputs = data.inputs_of(names)
+    total = words = 0.0
+    for start in range(0, len(names), CHUNK // 4):  # 64 images and their captions at a time
+        picked = (rows >= start) & (rows < start + CHUNK // 4)
+        targets = tokens[picked][:, : (tokens[picked] != 0).sum(1).max()]
+        logits = model(inputs[start : start + CHUNK // 4], rows[picked] - start, targets, training=False)
+        loss, _ = masked_loss_and_accuracy(targets[:, 1:], logits)
+        count = float((targets[:, 1:] != 0).sum())
+        total, words = total + float(loss) * count, words + count
+    references = captions.groupby("image").caption.agg(list).to_dict()
+    scores = caption_scores(references, dict(zip(names, decode_images(model, inputs, data.vocab, max_len))))
+    return {"val_loss": total / words, "val_bleu4": scores["bleu4"], "val_cider": scores["cider"]}
+
+
 def evaluate_captioner(model, data, max_len, beam_width):
     """(metrics, generated captions {"greedy": {image: caption}, "beam": {...}}) on the test
     split of ``data`` (a ``helpers.training.CaptionData``)."""
@@ -64,15 +90,15 @@ def evaluate_captioner(model, data, max_len, beam_width):
 
         results["scene"] = {name: scene_scores(generated[name], data.scenes) for name in ("greedy", "beam")}
     if hasattr(model, "teacher_forced") and data.boxes:
-        results["grounding"], results["grounding_uniform"] = grounding_of(model, data, "test", max_len)
+        results.update(grounding_of(model, data, "test", max_len))
     return results, generated
 
 
 def grounding_of(model, data, split, max_len):
-    """``helpers.attention.grounding_scores`` on the images of ``split``: (grounding, uniform)."""
+    """``helpers.attention.grounding_scores`` on the images of ``split``: {grounding, ...}."""
     from .attention import grounding_scores
 
     names = data.images[data.images.split == split].image.tolist()
     return grounding_scores(
-        model, data.inputs_of(names), names, data.df, data.vocab, data.boxes, data.image_size, max_len
+        model, data.inputs_of(names), names, data.df, data.vocab, data.boxes, data.sizes_of(names), max_len
     )

@@ -14,11 +14,13 @@ A thin layer: the flags become a ``helpers.config.TrainConfig`` and ``helpers.tr
 does the work (notebooks call it directly). DIR/checkpoint.npz is replaced atomically after
 every epoch; ``--resume`` continues after the last finished epoch and ends with the same
 metrics as an uninterrupted run. DIR/metrics.json holds BLEU-1..4 and CIDEr on the test
-split for greedy and beam search, the number of epochs, and the share of generated captions
-that are not copied verbatim from a training caption; for ``--model attention`` on data with
-``boxes.json`` also ``grounding`` and ``grounding_uniform``
-(``helpers.attention.grounding_scores``); for ``--model crnn`` the test ``cer`` and
-``word_accuracy``.
+split for greedy and beam search (of the epoch with the best validation CIDEr, kept in
+DIR/best_checkpoint.npz), the number of epochs, each epoch's training and validation scores,
+and the share of generated captions that are not copied verbatim from a training caption;
+for ``--model attention`` on data with boxes (the embedded ``boxes.json``, or Flickr30k
+Entities' ``Annotations/`` and ``Sentences/``) also ``grounding``, ``grounding_uniform``,
+``grounding_random_object`` and ``attention_correctness`` (``helpers.attention.grounding``);
+for ``--model crnn`` the test ``cer`` and ``word_accuracy``.
 """
 
 import argparse
@@ -96,6 +98,14 @@ def build_parser():
         default=24000,
         help="--model crnn: training lines to render (validation and test get 1/24 and 1/12 as many)",
     )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        metavar="N",
+        help="captioners: stop after N epochs without a better validation CIDEr (default: train every epoch; "
+        "either way the test scores are those of the best epoch)",
+    )
     p.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--resume", action="store_true")
@@ -122,7 +132,8 @@ def summary(config, metrics):
         )
     g, b = metrics["greedy"], metrics["beam"]
     grounding = (
-        f"; grounding {metrics['grounding']:.2f} (uniform {metrics['grounding_uniform']:.2f})"
+        f"; grounding {metrics['grounding']:.2f} (uniform {metrics['grounding_uniform']:.2f}, "
+        f"random object {metrics['grounding_random_object']:.2f})"
         if "grounding" in metrics
         else ""
     )
@@ -131,8 +142,10 @@ def summary(config, metrics):
         if "scene" in metrics
         else ""
     )
+    best = f" (epoch {metrics['best_epoch']} of {metrics['epochs']}, the best by validation CIDEr)"
+    best = best if metrics["best_epoch"] != metrics["epochs"] else ""
     return (
-        f"test BLEU-4 greedy {g['bleu4']:.3f}, beam {b['bleu4']:.3f}; CIDEr greedy {g['cider']:.3f}, "
+        f"test{best} BLEU-4 greedy {g['bleu4']:.3f}, beam {b['bleu4']:.3f}; CIDEr greedy {g['cider']:.3f}, "
         f"beam {b['cider']:.3f}; novel captions {metrics['novel_fraction']:.0%}{scene}{grounding} -> {where}"
     )
 

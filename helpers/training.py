@@ -10,11 +10,12 @@ Notebooks and the command line (``python -m helpers.train``) call these with a
     metrics, model, data = train_captioner(TrainConfig(model="show_tell", epochs=4, out="runs/show_tell"))
 
 A run folder holds ``checkpoint.npz`` (replaced atomically after every epoch: weights by
-path, optimizer state, history), ``config.json``, ``vocab.json`` (captioners), and at the
-end ``metrics.json`` and the test captions (``captions.json``) or readings
-(``readings.json``). ``resume=True`` continues after the last finished epoch and ends with
-the same metrics as an uninterrupted run: each epoch's order depends only on the seed and
-the epoch number.
+path, optimizer state, history), ``config.json``, ``vocab.json`` (captioners), for a
+captioner ``best_checkpoint.npz`` (the weights of the epoch with the best validation CIDEr,
+which give the test scores), and at the end ``metrics.json`` and the test captions
+(``captions.json``) or readings (``readings.json``). ``resume=True`` continues after the
+last finished epoch and ends with the same metrics as an uninterrupted run: each epoch's
+order depends only on the seed and the epoch number.
 """
 
 import dataclasses
@@ -30,7 +31,14 @@ from . import write_atomic
 from .checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import ConfigError
 
-LABELS = {"val_grounding": "validation grounding", "val_cer": "validation CER"}  # for the epoch's log line
+BEST_CHECKPOINT = "best_checkpoint.npz"
+LABELS = {  # for the epoch's log line
+    "val_loss": "validation loss",
+    "val_bleu4": "BLEU-4",
+    "val_cider": "CIDEr",
+    "val_grounding": "validation grounding",
+    "val_cer": "validation CER",
+}
 
 
 def write_json(path, obj):
@@ -97,6 +105,22 @@ def fit(step, batches, size, *, model, optimizers, config, start=(0, []), on_epo
     return history
 
 
+def best_epoch(history):
+    """(epoch, validation CIDEr) of the first epoch with the highest ``val_cider`` in
+    ``history``, or (None, None) when no epoch was validated."""
+    scored = [(r["val_cider"], -r["epoch"]) for r in history if "val_cider" in r]
+    if not scored:
+        return None, None
+    cider, epoch = max(scored)
+    return -epoch, cider
+
+
+def patience_spent(history, patience):
+    """Whether validation CIDEr has not improved for ``patience`` epochs (None: never stop)."""
+    epoch, _ = best_epoch(history)
+    return bool(patience) and epoch is not None and history[-1]["epoch"] - epoch >= patience
+
+
 # ----------------------------------------------------------------------------- captioners
 
 
@@ -126,12 +150,17 @@ class CaptionData:
         """The model inputs of the images named (file names), in that order."""
         return self.inputs[[self.row_of[n] for n in names]]
 
-    @functools.cached_property
-    def image_size(self):
-        """(height, width) of the first image, in pixels: where attention maps are upsampled to."""
+    def sizes_of(self, names):
+        """{file name: (height, width)} of the images named, read once: where their attention
+        maps are upsampled to (real Flickr30k images differ in size; their boxes are in pixels)."""
         from .data import load_image
 
-        return load_image(self.images.path.iloc[0]).shape[:2]
+        sizes = self.__dict__.setdefault("_sizes", {})
+        path_of = dict(zip(self.images.image, self.images.path))
+        for name in names:
+            if name not in sizes:
+                sizes[name] = load_image(path_of[name]).shape[:2]
+        return {name: sizes[name] for name in names}
 
 
 def prepare_captions(config, log=print, progress=None):
@@ -201,7 +230,7 @@ def train_captioner(config, log=print, progress=None):
     import tensorflow as tf
 
     from . import seed_everything
-    from .evaluation import evaluate_captioner, grounding_of
+    from .evaluation import evaluate_captioner, grounding_of, validation_scores
     from .pipeline import caption_pipeline, captions_by_image, replica_batches
     from .teacher_forcing import make_train_step, trainable_parts
     from .text import encode_captions
@@ -259,12 +288,28 @@ def train_captioner(config, log=print, progress=None):
         loss, accuracy, _ = strategy.run(train_step, args=replica_batches(strategy, batch))
         return {"loss": strategy.reduce("MEAN", loss, None), "accuracy": strategy.reduce("MEAN", accuracy, None)}
 
-    def validate(record):  # attention: how well it looks, on held-out images
-        if unrolled and data.boxes and (data.images.split == "val").any():
-            record["val_grounding"], _ = grounding_of(model, data, "val", config.max_len)
+    validated = bool((data.images.split == "val").any())
+    if config.patience and not validated:
+        raise ConfigError("`patience` stops on validation CIDEr, and this dataset has no val images")
+
+    def validate(record):
+        """Validation scores into the epoch's record; the best epoch's weights kept apart.
+        Returns True to stop: ``config.patience`` epochs without a better CIDEr."""
+        if not validated:
+            return False
+        record.update(validation_scores(model, data, config.max_len))
+        if unrolled and data.boxes:  # attention: how well it looks, on held-out images
+            record["val_grounding"] = grounding_of(model, data, "val", config.max_len)["grounding"]
+        history = [*start[1], *done, record]
+        if best_epoch(history)[0] == record["epoch"]:
+            save_checkpoint(config.out / BEST_CHECKPOINT, model, meta={"epoch": record["epoch"]})
+        done.append(record)
+        return patience_spent(history, config.patience)
 
     config.out.mkdir(parents=True, exist_ok=True)
-    start = resume_point(config, model, optimizers, log)
+    start, done = resume_point(config, model, optimizers, log), []
+    if not config.resume:  # a best epoch left by an earlier run in this folder is not this run's
+        (config.out / BEST_CHECKPOINT).unlink(missing_ok=True)
     write_json(config.out / "vocab.json", {"id_to_token": data.vocab.id_to_token})
     write_json(
         config.out / "config.json",
@@ -275,21 +320,29 @@ def train_captioner(config, log=print, progress=None):
             "input_shape": list(data.inputs.shape[1:]),
         },
     )
-    history = fit(
-        step,
-        pipeline,
-        len(train_images),
-        model=model,
-        optimizers=optimizers,
-        config=config,
-        start=start,
-        on_epoch_end=validate,
-        log=log,
-        progress=progress,
-    )
+    if patience_spent(start[1], config.patience):  # a resumed run that had already stopped
+        history = start[1]
+    else:
+        history = fit(
+            step,
+            pipeline,
+            len(train_images),
+            model=model,
+            optimizers=optimizers,
+            config=config,
+            start=start,
+            on_epoch_end=validate,
+            log=log,
+            progress=progress,
+        )
+    best, _ = best_epoch(history)
+    if best is not None and best != history[-1]["epoch"]:
+        load_checkpoint(config.out / BEST_CHECKPOINT, model)
+        log(f"testing epoch {best}, the best by validation CIDEr")
 
     metrics, generated = evaluate_captioner(model, data, config.max_len, config.beam_width)
-    metrics["epochs"] = config.epochs
+    metrics["epochs"] = len(history)
+    metrics["best_epoch"] = best or len(history)
     metrics["history"] = history
     write_json(config.out / "metrics.json", metrics)
     write_json(config.out / "captions.json", generated)
@@ -393,7 +446,9 @@ def train_text_reader(config, log=print, progress=None):
 
 def load_trained(out):
     """(model, vocabulary) of a finished or checkpointed run in folder ``out``; for a crnn
-    run, (the CRNN, ``helpers.crnn.CHARSET``).
+    run, (the CRNN, ``helpers.crnn.CHARSET``). A captioner gets the weights of its best epoch
+    by validation CIDEr (``best_checkpoint.npz``, the ones its test scores are of) where the
+    run has one, else those of its last epoch.
 
     The model takes what it was trained on: pixels for small_cnn and fine-tuned runs (the
     encoder's weights come from the checkpoint, nothing is downloaded); for a run on cached
@@ -423,7 +478,8 @@ def load_trained(out):
     model = {"ShowAndTell": ShowAndTell, "ShowAttendTell": ShowAttendTell}[saved["class"]].from_config(config)
     shape = (config["image_size"], config["image_size"], 3) if config["encoder"] else saved["input_shape"]
     model(np.zeros((1, *shape), "float32"), np.array([0]), np.array([[vocab.start_id, vocab.end_id]]))
-    load_checkpoint(out / CHECKPOINT, model)
+    best = out / BEST_CHECKPOINT  # the epoch the test scores are of
+    load_checkpoint(best if best.is_file() else out / CHECKPOINT, model)
     return model, vocab
 
 

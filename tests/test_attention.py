@@ -90,10 +90,41 @@ def test_peak_in_box_and_the_uniform_baseline():
     attention[1, 3] = 1.0  # row 1, column 3: x in [72, 96), y in [24, 48) on a 96 px image
     assert peak_in_box(attention, [70, 20, 96, 50], (96, 96))
     assert not peak_in_box(attention, [0, 0, 48, 48], (96, 96))
-    share, uniform = grounding([(attention, [70, 20, 96, 50]), (attention, [0, 0, 48, 48])], (96, 96))
-    assert share == 0.5 and uniform == pytest.approx((26 * 30 + 48 * 48) / 2 / 96**2)
+    objects = [[70, 20, 96, 50], [0, 0, 48, 48]]
+    scores = grounding([(attention, [70, 20, 96, 50], objects), (attention, [0, 0, 48, 48], objects)], (96, 96))
+    assert scores["grounding"] == 0.5
+    assert scores["grounding_uniform"] == pytest.approx((26 * 30 + 48 * 48) / 2 / 96**2)
+    assert scores["grounding_random_object"] == 0.5  # two objects apart: the named one half of the time
     with pytest.raises(ValueError, match="at least one"):
         grounding([], (96, 96))
+
+
+def test_attention_mass_in_a_box_against_tensorflow_resize():
+    import tensorflow as tf
+
+    from helpers.attention import mass_in_box
+
+    rng = np.random.default_rng(0)
+    attention = rng.dirichlet(np.ones(36)).reshape(6, 6)
+    # bilinear with half-pixel centres, as OpenCV's INTER_LINEAR
+    up = tf.image.resize(attention[None, :, :, None], (96, 80), method="bilinear").numpy()[0, :, :, 0]
+    for box in ([0, 0, 80, 96], [10, 5, 47, 60], [60, 70, 80, 96]):
+        x0, y0, x1, y1 = box
+        assert mass_in_box(attention, box, (96, 80)) == pytest.approx(up[y0:y1, x0:x1].sum() / up.sum(), abs=1e-5)
+    assert mass_in_box(np.full((6, 6), 1 / 36), [0, 0, 40, 48], (96, 80)) == pytest.approx(0.25)
+
+
+def test_the_random_object_baseline_against_sampling():
+    from helpers.attention import random_object_share
+
+    objects = [[0, 0, 40, 40], [20, 20, 60, 50], [70, 10, 90, 30]]
+    rng = np.random.default_rng(1)
+    picked = rng.integers(0, 3, 200_000)
+    boxes = np.array(objects, float)[picked]
+    points = boxes[:, :2] + rng.uniform(size=(200_000, 2)) * (boxes[:, 2:] - boxes[:, :2])
+    for box in objects:
+        inside = (points[:, 0] >= box[0]) & (points[:, 0] < box[2]) & (points[:, 1] >= box[1]) & (points[:, 1] < box[3])
+        assert random_object_share(box, objects, (96, 96)) == pytest.approx(inside.mean(), abs=0.005)
 
 
 def test_by_default_the_image_reaches_words_only_through_attention(tiny_attention):
@@ -143,13 +174,12 @@ def test_grounding_scores_teacher_force_every_reference_and_score_only_boxed_wor
     }  # c.jpg is not asked for
     inputs = np.zeros((2, 1))
     top_left = LooksAt(cell=0)
-    hit, uniform = grounding_scores(
-        top_left, inputs, ["a.jpg", "b.jpg"], captions, vocab, boxes, (96, 96), batch_size=1
-    )
-    assert hit == 1.0 and uniform == pytest.approx(0.25)  # each box is a quarter of the image
+    hit = grounding_scores(top_left, inputs, ["a.jpg", "b.jpg"], captions, vocab, boxes, (96, 96), batch_size=1)
+    assert hit["grounding"] == 1.0 and hit["grounding_uniform"] == pytest.approx(0.25)  # each box: a quarter
+    assert hit["grounding_random_object"] == 1.0  # a's two words share one box
     assert top_left.calls == [(1, [0, 0]), (1, [0])]  # image by image, all of a's captions with a
-    miss, _ = grounding_scores(LooksAt(cell=143), inputs, ["a.jpg", "b.jpg"], captions, vocab, boxes, (96, 96))
-    assert miss == 0.0
+    miss = grounding_scores(LooksAt(cell=143), inputs, ["a.jpg", "b.jpg"], captions, vocab, boxes, (96, 96))
+    assert miss["grounding"] == 0.0 and miss["attention_correctness"] == 0.0
     # 4 boxed words: "red" and "star" in a's first caption, "star" in its second, "ring" in b's
     half = LooksAt(cell=0)
     half.teacher_forced = lambda inputs, image_index, tokens: (
@@ -160,4 +190,4 @@ def test_grounding_scores_teacher_force_every_reference_and_score_only_boxed_wor
             np.where((tokens[:, 1:, None] != vocab.token_to_id["star"]) & (np.arange(144) == 0), 1.0, 0.0),
         ),
     )
-    assert grounding_scores(half, inputs, ["a.jpg", "b.jpg"], captions, vocab, boxes, (96, 96))[0] == 0.5
+    assert grounding_scores(half, inputs, ["a.jpg", "b.jpg"], captions, vocab, boxes, (96, 96))["grounding"] == 0.5

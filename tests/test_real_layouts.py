@@ -218,3 +218,75 @@ def test_notebooks_04_05_06_run_on_a_prepared_flickr8k(flickr8k_layout, tmp_path
         SHOW_TELL_DIR=str(show_tell),
     )
     assert json.loads((tmp_path / "attention" / "metrics.json").read_text())["epochs"] == 1
+
+
+NOUNS = ("man", "woman", "men", "women", "people", "dog", "boy", "girl", "shirt", "child", "group", "person")
+
+
+def test_the_attention_command_line_grounds_on_flickr30k_entities(flickr30k_layout, tmp_path):
+    """Entities-format boxes (Annotations/*.xml, Sentences/*.txt) beside the real captions, the
+    test images in two sizes: grounding is reported, its uniform baseline from each image's own size."""
+    import numpy as np
+
+    from helpers.data import load_boxes
+    from helpers.text import Vocabulary, encode_captions
+
+    source, chosen = flickr30k_layout
+    root = tmp_path / "flickr30k"
+    (root / "flickr30k_images").mkdir(parents=True)
+    (root / "results_20130124.token").write_bytes((source / "results_20130124.token").read_bytes())
+    for name in (source / "flickr30k_images").iterdir():
+        (root / "flickr30k_images" / name.name).write_bytes(name.read_bytes())
+    write_stand_in_images(root / "flickr30k_images", chosen["test"][::2], size=(240, 180))  # other sizes
+    for f in source.glob("*.txt"):
+        (root / f.name).write_bytes(f.read_bytes())
+    (root / "Annotations").mkdir()
+    (root / "Sentences").mkdir()
+    df = load_flickr30k(root)
+    rng = np.random.default_rng(0)
+    for image, captions in df.groupby("image").caption:
+        height, width = (240, 180) if image in chosen["test"][::2] else (120, 160)
+        x0, y0 = rng.integers(1, width // 2), rng.integers(1, height // 2)
+        x1, y1 = rng.integers(x0 + 10, width), rng.integers(y0 + 10, height)
+        lines = []
+        for caption in captions:
+            words = caption.split()
+            hit = next((i for i, w in enumerate(words) if w.lower() in NOUNS), None)
+            if hit is not None:
+                words[hit] = f"[/EN#1/people {words[hit]}]"
+            lines.append(" ".join(words))
+        xml = (
+            f"<annotation><filename>{image}</filename><size><width>{width}</width><height>{height}</height></size>"
+            f"<object><name>1</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
+            "</bndbox></object></annotation>"
+        )
+        (root / "Annotations" / image.replace(".jpg", ".xml")).write_text(xml)
+        (root / "Sentences" / image.replace(".jpg", ".txt")).write_text("\n".join(lines) + "\n")
+    boxes = load_boxes(root)
+    assert boxes and set(boxes) <= set(df.image)
+
+    out = tmp_path / "attention"
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), COURSE_FEATURE_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers.train", "--model", "attention", "--data", root, "--encoder"]
+        + ["mobilenet_v3_small", "--encoder-weights", "none", "--epochs", "1", "--batch-size", "16", "--out", out],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=PROJECT_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "random object" in done.stdout
+    assert 0 <= metrics["grounding"] <= 1 and 0 <= metrics["attention_correctness"] <= 1
+    # every boxed word of every test reference, its box's share of its own image
+    vocab = Vocabulary(df[df.split == "train"].caption, min_count=5)
+    shares = []
+    for image, captions in df[df.split == "test"].groupby("image", sort=False).caption:
+        height, width = (240, 180) if image in chosen["test"][::2] else (120, 160)
+        area = {b["word"]: (b["box"][2] - b["box"][0]) * (b["box"][3] - b["box"][1]) for b in boxes.get(image, [])}
+        for ids in encode_captions(vocab, captions, 30):
+            shares += [area[w] / (height * width) for w in map(vocab.id_to_token.__getitem__, ids[1:]) if w in area]
+    assert metrics["grounding_uniform"] == pytest.approx(np.mean(shares), rel=1e-6)
+    assert metrics["grounding_random_object"] == 1.0  # one object per image

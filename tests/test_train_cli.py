@@ -3,6 +3,7 @@ runs that load back."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,8 +62,70 @@ def test_metrics_json_has_the_designed_fields(uninterrupted, small):
 
     assert metrics["scene"]["greedy"] == scene_scores(captions, load_scenes(small))
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
-    assert (uninterrupted / "checkpoint.npz").is_file()
+    assert all({"loss", "val_loss", "val_bleu4", "val_cider"} <= set(h) for h in metrics["history"])
+    from helpers.training import best_epoch
+
+    assert metrics["best_epoch"] == best_epoch(metrics["history"])[0]
+    assert (uninterrupted / "checkpoint.npz").is_file() and (uninterrupted / "best_checkpoint.npz").is_file()
     assert not [p for p in uninterrupted.iterdir() if ".tmp-" in p.name]
+
+
+def test_validation_scores_are_what_they_say(uninterrupted, small):
+    """The last epoch's validation loss, BLEU-4 and CIDEr, recomputed from its checkpoint
+    without helpers.evaluation: caption by caption in NumPy, and with pycocoevalcap."""
+    import numpy as np
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    from helpers.checkpoints import load_checkpoint
+    from helpers.data import load_flickr30k, load_image
+    from helpers.decoding import greedy_decode
+    from helpers.text import tokenize
+    from helpers.training import load_trained
+
+    record = json.loads((uninterrupted / "metrics.json").read_text())["history"][-1]
+    model, vocab = load_trained(uninterrupted)
+    load_checkpoint(uninterrupted / "checkpoint.npz", model)  # the last epoch, which the record scores
+    val = load_flickr30k(small).query("split == 'val'")
+    images = val.drop_duplicates("image")
+    pixels = {n: load_image(p, size=(32, 32)) for n, p in zip(images.image, images.path)}
+    losses = []
+    for name, caption in zip(val.image, val.caption):
+        ids = vocab.encode(caption)[:20]
+        ids[-1] = vocab.end_id  # cut as training cuts: the last kept token is <end>
+        logits = np.asarray(model(pixels[name][None], np.array([0]), np.array([ids])))[0]
+        log_p = logits - logits.max(-1, keepdims=True)
+        log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+        losses += [-log_p[t, w] for t, w in enumerate(ids[1:])]
+    assert record["val_loss"] == pytest.approx(np.mean(losses), rel=1e-4)
+
+    x = np.stack(list(pixels.values()))
+    out = greedy_decode(model.step, model.initial_state(x), vocab.start_id, vocab.end_id, 20)
+    hyps = {n: [vocab.decode(o[0][0]) or "<empty>"] for n, o in zip(pixels, out)}
+    refs = {n: [" ".join(tokenize(c)) for c in g] for n, g in val.groupby("image").caption}
+    assert record["val_bleu4"] == pytest.approx(Bleu(4).compute_score(refs, hyps, verbose=0)[0][3], abs=1e-9)
+    assert record["val_cider"] == pytest.approx(Cider().compute_score(refs, hyps)[0], abs=1e-9)
+
+
+def test_patience_stops_where_validation_stopped_improving_and_tests_the_best_epoch(small, tmp_path):
+    from helpers.training import best_epoch, patience_spent
+
+    out = tmp_path / "patient"
+    done = run(*FAST, "--data", small, "--epochs", 6, "--patience", 1, "--out", out)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = metrics["history"]
+    stops = [k for k in range(1, 7) if patience_spent(history[:k], 1)]
+    assert len(history) == (stops[0] if stops else 6) == metrics["epochs"]
+    assert metrics["best_epoch"] == best_epoch(history)[0]
+    if metrics["best_epoch"] != metrics["epochs"]:
+        assert f"epoch {metrics['best_epoch']} of {metrics['epochs']}, the best by validation CIDEr" in done.stdout
+    # resuming a run that stopped trains nothing more and tests the same epoch
+    again = run(*FAST, "--data", small, "--epochs", 6, "--patience", 1, "--out", out, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "metrics.json").read_text())["greedy"] == metrics["greedy"]
+    assert f"resuming after epoch {len(history)}" in again.stdout
+    assert not re.search(r"^epoch \d+/6:", again.stdout, re.M)
 
 
 def killed_at(point, argv):
@@ -88,6 +151,8 @@ def killed_at(point, argv):
 DIE_WRITING_THE_SECOND_CHECKPOINT = """
     real, calls = helpers.checkpoints.write_atomic, []
     def write_atomic(path, fill):
+        if not str(path).endswith("/checkpoint.npz"):  # the best epoch's weights: written whole
+            return real(path, fill)
         calls.append(path)
         if len(calls) < 2:
             return real(path, fill)
@@ -125,6 +190,7 @@ def test_kill_9_then_resume_ends_with_the_same_metrics(small, uninterrupted, tmp
     "args,message",
     [
         (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--patience", "0"], "--patience must be at least 1 epoch, got 0"),
         (["--encoder", "alexnet"], "unknown encoder 'alexnet'"),
         (["--data", "/nonexistent/flickr"], "--data /nonexistent/flickr is not a folder"),
         (["--resume"], "--resume: no checkpoint in"),
@@ -243,6 +309,7 @@ def test_attention_writes_grounding_and_loads_back(small, tmp_path):
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["grounding"] <= 1 and 0 < metrics["grounding_uniform"] < 1
+    assert 0 < metrics["grounding_random_object"] <= 1 and 0 <= metrics["attention_correctness"] <= 1
     assert "grounding" in done.stdout and "scene exact greedy" in done.stdout
     model, vocab = load_trained(out)
     assert isinstance(model, ShowAttendTell)

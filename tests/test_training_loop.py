@@ -109,3 +109,14 @@ def test_resume_continues_with_the_orders_an_uninterrupted_run_would_have_had(tm
 def test_resume_without_a_checkpoint_says_so(tmp_path):
     with pytest.raises(ConfigError, match=r"`resume`: no checkpoint in .*nowhere"):
         resume_point(TrainConfig(model="crnn", resume=True, out=tmp_path / "nowhere"), tiny_model(), [])
+
+
+def test_the_best_epoch_is_the_first_with_the_highest_validation_cider():
+    from helpers.training import best_epoch, patience_spent
+
+    history = [{"epoch": e, "val_cider": c} for e, c in enumerate([0.5, 0.9, 0.7, 0.9, 0.8], 1)]
+    assert best_epoch(history) == (2, 0.9)  # a tie is not an improvement
+    assert best_epoch([{"epoch": 1, "loss": 1.0}]) == (None, None)  # nothing validated
+    # epochs since the best: 3 after epoch 5
+    assert [patience_spent(history, p) for p in (None, 1, 2, 3, 4)] == [False, True, True, True, False]
+    assert [patience_spent(history[:k], 2) for k in range(1, 6)] == [False, False, False, True, True]
