@@ -159,22 +159,30 @@ def test_bad_arguments_get_clear_sentences():
         greedy_decode(lambda t, s: (np.zeros(3), s), model.initial(2), START, END, 3)
 
 
-def reference_beam(model, state_row, k, max_len, penalty):
-    """One item, no batching, no early exit: of the k best candidates, finish those that end; keep k live."""
+def reference_beam(model, state_row, k, max_len, penalty, kept=None):
+    """One item, no batching, no early exit: of the k best candidates, finish those that end; keep k live.
+    kept: a list that receives every live or finished token sequence, as tuples."""
     live, finished = [(0.0, [], state_row)], []
+    kept = [] if kept is None else kept
     for length in range(1, max_len + 1):
         candidates = []
         for lp, seq, state in live:
             log_probs, new_state = model.step(np.array([seq[-1] if seq else START]), state)
-            candidates += [(lp + log_probs[0, t], seq + [t], new_state) for t in range(V)]
+            candidates += [
+                (lp + log_probs[0, t], seq + [t], new_state)
+                for t in range(log_probs.shape[1])
+                if np.isfinite(log_probs[0, t])
+            ]
         candidates.sort(key=lambda c: -c[0])
         live = []
         for rank, (lp, seq, state) in enumerate(candidates[: 2 * k]):
             if seq[-1] == END or length == max_len:
                 if rank < k:  # an ending candidate finishes only if it ranks among the step's k best
                     finished.append((lp / length**penalty, seq, lp))
+                    kept.append(tuple(seq))
             elif len(live) < k:
                 live.append((lp, seq, state))
+                kept.append(tuple(seq))
     finished.sort(key=lambda f: -f[0])
     return [(seq, lp) for _, seq, lp in finished[:k]]
 
@@ -189,6 +197,53 @@ def test_early_exit_never_changes_the_result(penalty):
             for i in range(4):
                 ref = reference_beam(model, state[i : i + 1], k, 8, penalty)
                 assert [t for t, _ in ours[i]] == [t for t, _ in ref], (seed, k, i)
+
+
+class TableModel:
+    """A language model given as a table {prefix: {next token: p}}; any other prefix ends."""
+
+    def __init__(self, table):
+        self.table, self.prefixes = table, [()]
+
+    def step(self, tokens, state):
+        log_probs = np.full((len(tokens), 8), -np.inf)
+        new_state = np.empty(len(tokens), dtype=int)
+        for i, (token, s) in enumerate(zip(tokens, state)):
+            prefix = self.prefixes[s] + (() if token == START else (int(token),))
+            if prefix not in self.prefixes:
+                self.prefixes.append(prefix)
+            new_state[i] = self.prefixes.index(prefix)
+            for t, p in self.table.get(prefix, {0: 1.0}).items():
+                log_probs[i, t] = np.log(p)
+        return log_probs, new_state
+
+    def score(self, _, tokens):
+        return sum(np.log(self.table.get(tuple(tokens[:i]), {0: 1.0})[t]) for i, t in enumerate(tokens))
+
+
+def test_beam_loses_to_greedy_where_k_candidates_outrank_the_greedy_caption():
+    """Beam search can return a less probable caption than greedy (notebook 05 shows one on the
+    real model): a pruning effect, not a bug. Tokens: 0 <end>, 3 <start>, 1 a, 2 b, 4 x, 5 y, 6 q."""
+    a, b, x, y, q = 1, 2, 4, 5, 6
+    model = TableModel(
+        {
+            (): {a: 0.40, b: 0.39, q: 0.21},
+            (a,): {0: 0.30, q: 0.25, y: 0.25, x: 0.20},  # greedy: "a <end>", p = 0.12
+            (b,): {x: 0.51, y: 0.49},  # "b x" and "b y" both outrank "a <end>" at step 2...
+            (b, x): {0: 0.25, q: 0.25, a: 0.25, y: 0.25},  # ...and then spread out
+            (b, y): {0: 0.25, q: 0.25, a: 0.25, x: 0.25},
+        }
+    )
+    state = np.array([0])
+    ((g_tokens, g_lp),) = greedy_decode(model.step, state, START, END, max_len=4)[0]
+    assert g_tokens == [a, 0] and g_lp == pytest.approx(np.log(0.12))
+    (b_tokens, b_lp), *_ = beam_search(model.step, state, START, END, beam_width=2, max_len=4)[0]
+    assert b_tokens == [b, x, 0] and b_lp == pytest.approx(np.log(0.51 * 0.39 * 0.25)) and b_lp < g_lp
+    kept = []
+    assert reference_beam(model, state, 2, 4, 0.0, kept)[0][0] == b_tokens  # the textbook search agrees
+    assert (a, 0) not in kept  # at step 2 "a <end>" ranked third of the candidates: pruned, not finished
+    (w_tokens, w_lp), *_ = beam_search(model.step, state, START, END, beam_width=3, max_len=4)[0]
+    assert w_tokens == [q, 0] and w_lp > g_lp  # one more beam keeps "q", which ends at once: p = 0.21
 
 
 def countdown_step(sizes):
