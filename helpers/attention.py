@@ -155,21 +155,24 @@ class ShowAttendTell(keras.Model):
             "features": features,
             "keys": self.attention.keys(features),
             "alpha": ops.zeros_like(features[:, :, 0]),
+            "beta": ops.zeros_like(features[:, 0, 0]),
         }
 
     def initial_state(self, images):
         """Decoder state for ``helpers.decoding``: a dict of h, c (B, H), features (B, L, F),
-        keys (B, L, A) and alpha (B, L), the attention of the last step (zeros before the first)."""
+        keys (B, L, A), alpha (B, L) and beta (B,), the attention and the gate of the last step
+        (zeros before the first)."""
         return self._start(self.encode(images, training=False))
 
     def _advance(self, words, state, training=False):
         """One step: previous words (N,) and state -> logits (N, V) and the new state."""
         context, alpha = self.attention(state["features"], state["keys"], state["h"])
-        context = self.gate(state["h"]) * context
+        beta = self.gate(state["h"])  # (N, 1): how much of the context this word gets
+        context = beta * context
         x = ops.concatenate([self.embed(words), context], axis=-1) if self.context_into_lstm else self.embed(words)
         h, (h, c) = self.cell(x, [state["h"], state["c"]], training=training)
         logits = self.logits(ops.concatenate([h, context], axis=-1))
-        return logits, {**state, "h": h, "c": c, "alpha": alpha}
+        return logits, {**state, "h": h, "c": c, "alpha": alpha, "beta": beta[:, 0]}
 
     def teacher_forced(self, images, image_index, tokens, training=False):
         """Logits (C, T - 1, V) for ``tokens[:, 1:]`` and the attention (C, T - 1, L) behind each."""
@@ -192,7 +195,8 @@ class ShowAttendTell(keras.Model):
     @compiled_step
     def step(self, tokens, state):
         """One decoding step for ``helpers.decoding``: tokens (B,), state -> (log_probs (B, V), state).
-        ``state['alpha']`` holds the attention (B, L) used for the word just scored."""
+        ``state['alpha']`` holds the attention (B, L) used for the word just scored, and
+        ``state['beta']`` (B,) the gate on its context."""
         logits, state = self._advance(tokens, state)
         return ops.log_softmax(logits, axis=-1), state
 

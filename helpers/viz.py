@@ -242,14 +242,15 @@ def draw_beam_tree(tree, words, ax=None, best=None):
 
 
 def upsample_attention(attention_map, image_size, vmax=None):
-    """An attention map (G, G) resized to the image, (height, width), with OpenCV's bicubic
-    interpolation, rescaled to [0, 1] for display: by its own range, or divided by ``vmax``
-    (a scale shared by several maps, so that a flat map stays faint)."""
+    """An attention map (G, G) resized to the image, (height, width), with OpenCV's bilinear
+    interpolation (as ``helpers.attention``'s grounding scores read it), rescaled to [0, 1] for
+    display: by its own range, or divided by ``vmax`` (a scale shared by several maps, so that a
+    flat map stays faint)."""
     import cv2
     import numpy as np
 
     height, width = image_size
-    up = cv2.resize(np.asarray(attention_map, np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    up = cv2.resize(np.asarray(attention_map, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     if vmax is not None:
         return np.clip(up / vmax, 0, 1)
     up -= up.min()
@@ -266,22 +267,26 @@ def overlay_attention(ax, image, attention, vmax=None):
     return ax
 
 
-def plot_attention_words(image, words, maps, cols=6, size=2.2):
-    """One panel per word: the image with the attention that produced the word laid over it.
+def plot_attention_words(image, words, maps, cols=6, size=2.2, betas=None, vmax=None):
+    """One panel per word: the image with the attention that produced the word laid over it,
+    every panel on one colour scale (``vmax``, by default the largest weight of all the maps),
+    so that a flat map looks flat.
 
-    image (H, W, 3) uint8; words: list of str; maps: (len(words), G, G). Returns the figure.
+    image (H, W, 3) uint8; words: list of str; maps: (len(words), G, G); betas: optional gate
+    values (len(words),), shown under each word. Returns the figure.
     """
     import numpy as np
 
     if len(words) != len(maps):
         raise ValueError(f"{len(words)} words but {len(maps)} attention maps")
+    vmax = float(np.max(maps)) if vmax is None else vmax
     rows = -(-len(words) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, word, attention in zip(axes.flat, words, maps):
-        overlay_attention(ax, image, attention)
-        ax.set_title(word, fontsize=11)
+    for k, (ax, word, attention) in enumerate(zip(axes.flat, words, maps)):
+        overlay_attention(ax, image, attention, vmax=vmax)
+        ax.set_title(word if betas is None else f"{word}  (β {float(betas[k]):.2f})", fontsize=11)
         row, col = (int(i) for i in np.unravel_index(int(np.argmax(attention)), np.shape(attention)))
         ax.text(2, image.shape[0] - 3, f"peak: row {row}, column {col}", fontsize=7, color="white")
     fig.tight_layout()

@@ -80,6 +80,11 @@ def test_attention_words_one_panel_per_word_and_upsampling():
     fig = plot_attention_words(image, ["a", "red", "star"], [attention] * 3, cols=2)
     titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titled == ["a", "red", "star"] and len(fig.axes) == 4
+    # one colour scale for every panel: a flat map beside a peaked one is drawn faint, not stretched
+    fig = plot_attention_words(image, ["a", "star"], [np.full((4, 4), 1 / 16), attention], betas=[0.25, 0.9])
+    overlays = [ax.get_images()[1].get_array() for ax in fig.axes[:2]]
+    assert np.allclose(overlays[0], 1 / 16, atol=1e-6) and overlays[1].max() == 1.0
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["a  (β 0.25)", "star  (β 0.90)"]
     with pytest.raises(ValueError, match="3 words but 2 attention maps"):
         plot_attention_words(image, ["a", "red", "star"], [attention] * 2)
     plt.close("all")
