@@ -27,7 +27,7 @@ import numpy as np
 from keras import ops
 
 from .decoding import compiled_step
-from .features import small_cnn
+from .features import coordinate_channels, small_cnn
 
 
 class AdditiveAttention(keras.layers.Layer):
@@ -63,12 +63,6 @@ class AdditiveAttention(keras.layers.Layer):
         scores = ops.squeeze(self.v(ops.tanh(keys + ops.expand_dims(self.W_h(h), 1))), axis=-1)  # (N, L)
         alpha = ops.softmax(scores, axis=-1)
         return ops.einsum("nl,nlf->nf", alpha, features), alpha
-
-
-def coordinate_channels(grid):
-    """(G, G, 2): x and y of every cell in [-1, 1], so that features know where they are."""
-    ys, xs = np.meshgrid(np.linspace(-1, 1, grid), np.linspace(-1, 1, grid), indexing="ij")
-    return np.stack([xs, ys], axis=-1).astype("float32")
 
 
 class ShowAttendTell(keras.Model):

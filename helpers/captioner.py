@@ -24,7 +24,31 @@ import keras
 from keras import ops
 
 from .decoding import compiled_step
-from .features import APPLICATIONS, build_encoder, small_cnn, unfreeze_top
+from .features import APPLICATIONS, build_encoder, coordinate_channels, small_cnn, unfreeze_top
+
+
+class GridReadout(keras.layers.Layer):
+    """A feature map (B, G, G, C) -> (B, units): one Dense + ReLU applied to every cell, with
+    the cell's coordinates appended (``coordinate_channels``), then the maximum over the cells.
+
+    The same weights at every cell make a shape's features the same wherever it is drawn, and
+    the coordinates keep *where* it is ("to the left of"). A flattened map instead needs its own
+    weights for every shape at every place: on the embedded data, Show and Tell on a flattened
+    map never learnt the shapes (one-object scenes named right 22% of the time, chance 14%).
+    """
+
+    def __init__(self, units=256, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.cell = keras.layers.Dense(units, activation="relu", name="cell")
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+    def call(self, x):
+        grid = int(x.shape[1])
+        coords = ops.zeros_like(x[..., :1]) + ops.cast(coordinate_channels(grid), x.dtype)  # (B, G, G, 2)
+        return ops.max(self.cell(ops.concatenate([x, coords], axis=-1)), axis=(1, 2))
 
 
 class ShowAndTell(keras.Model):
@@ -74,7 +98,8 @@ class ShowAndTell(keras.Model):
             self.fine_tuned_layers = unfreeze_top(self.cnn, fine_tune)
         else:
             self.cnn = small_cnn(image_size, cnn_width) if encoder else None
-        self.flatten = keras.layers.Flatten()  # keep *where* things are: no global pooling
+        # a small CNN's map is read cell by cell (what, and where); other encoders give vectors
+        self.readout = GridReadout(name="grid_readout") if encoder == "small_cnn" else keras.layers.Flatten()
         self.project = keras.layers.Dense(embed_dim if image_as == "input" else 2 * hidden, name="image_projection")
         self.embed = keras.layers.Embedding(vocab_size, embed_dim, name="word_embedding")
         self.lstm = keras.layers.LSTM(hidden, return_sequences=True, return_state=True, name="decoder")
@@ -101,7 +126,7 @@ class ShowAndTell(keras.Model):
             x = images
         else:  # a pretrained encoder keeps its ImageNet batch statistics, even in training
             x = self.cnn(images, training=training and not self.pretrained)
-        return self.project(self.flatten(x))
+        return self.project(self.readout(x))
 
     def call(self, images, image_index, tokens, training=False):
         """Teacher-forced logits (C, T - 1, V) for predicting ``tokens[:, 1:]``.

@@ -16,8 +16,8 @@ from .features import APPLICATIONS, ENCODERS
 
 MODELS = ("show_tell", "attention", "crnn")
 MODEL_DEFAULTS = {
-    "show_tell": {"epochs": 10, "batch_size": 32},
-    "attention": {"epochs": 10, "batch_size": 32},
+    "show_tell": {"epochs": 10, "batch_size": 16},
+    "attention": {"epochs": 10, "batch_size": 16},
     "crnn": {"epochs": 6, "batch_size": 64},
 }
 
@@ -35,7 +35,7 @@ class TrainConfig:
     """Everything a training run depends on (``python -m helpers.train -h`` describes each).
 
     model: 'show_tell', 'attention' or 'crnn'. out: the run folder (checkpoint, metrics).
-    epochs and batch_size default per model (captioners 10 and 32, crnn 6 and 64);
+    epochs and batch_size default per model (captioners 10 and 16, crnn 6 and 64);
     image_size to 96, or 224 when fine-tuning. data: a dataset folder, or None for
     ``helpers.data.find_dataset()`` (for crnn: where the rendered lines are cached).
     encoder_weights: 'imagenet', 'none' (or None) or a weights file. patience: stop after

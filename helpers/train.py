@@ -45,7 +45,7 @@ def build_parser():
         "--batch-size",
         type=int,
         default=None,
-        help="images per batch, each with all its captions (default 32); text lines for crnn (default 64)",
+        help="images per batch, each with all its captions (default 16); text lines for crnn (default 64)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beam-width", type=int, default=3)

@@ -253,10 +253,16 @@ def train_captioner(config, log=print, progress=None):
         model.initial_state(first)  # build the weights
         model(first, np.array([0]), tokens[:1])
         decoder_vars, encoder_vars = trainable_parts(model, bool(config.fine_tune))
-        optimizers = [keras.optimizers.Adam(config.learning_rate)]
+        # the rate decays along a cosine to 5% by the last step: large steps first, fine ones at the end
+        steps = config.epochs * (len(train_images) // config.batch_size)
+
+        def rate(start):
+            return keras.optimizers.schedules.CosineDecay(start, max(steps, 1), alpha=0.05)
+
+        optimizers = [keras.optimizers.Adam(rate(config.learning_rate))]
         optimizers[0].build(decoder_vars)
         if config.fine_tune:  # the pretrained layers move more slowly than the decoder
-            optimizers.append(keras.optimizers.Adam(config.learning_rate * config.fine_tune_rate))
+            optimizers.append(keras.optimizers.Adam(rate(config.learning_rate * config.fine_tune_rate)))
             optimizers[1].build(encoder_vars)
             log(
                 f"fine-tuning the top {config.fine_tune} weighted layers of {config.encoder}: "

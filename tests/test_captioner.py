@@ -136,3 +136,25 @@ def test_fine_tuning_asks_for_a_pretrained_encoder():
         ShowAndTell(12, encoder="small_cnn", fine_tune=3)
     with pytest.raises(ValueError, match="encoder must be 'small_cnn', None"):
         ShowAndTell(12, encoder="alexnet")
+
+
+def test_grid_readout_is_one_dense_layer_per_cell_with_coordinates_then_the_max():
+    import numpy as np
+
+    from helpers.captioner import GridReadout
+    from helpers.features import coordinate_channels
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 4, 3)).astype("float32")
+    layer = GridReadout(5)
+    out = np.asarray(layer(x))
+    kernel, bias = layer.cell.get_weights()
+    cells = np.concatenate([x, np.broadcast_to(coordinate_channels(4), (2, 4, 4, 2))], axis=-1)
+    expected = np.maximum(cells @ kernel + bias, 0).max(axis=(1, 2))
+    assert out.shape == (2, 5) and np.allclose(out, expected, atol=1e-5)
+    # the same weights everywhere: without the coordinates' weights, moving the content moves nothing
+    layer.cell.set_weights([np.concatenate([kernel[:3], np.zeros((2, 5), "float32")]), bias])
+    shifted = np.roll(x, (1, 2), axis=(1, 2))
+    assert np.allclose(np.asarray(layer(x)), np.asarray(layer(shifted)), atol=1e-5)
+    layer.cell.set_weights([kernel, bias])  # with them, where things are counts
+    assert not np.allclose(np.asarray(layer(x)), np.asarray(layer(shifted)), atol=1e-3)

@@ -13,7 +13,7 @@ from helpers.train import build_parser, config_from_args
 def test_defaults_depend_on_the_model():
     assert (TrainConfig(model="show_tell", out="r").epochs, TrainConfig(model="show_tell", out="r").batch_size) == (
         10,
-        32,
+        16,
     )
     crnn = TrainConfig(model="crnn", out="r")
     assert (crnn.epochs, crnn.batch_size, crnn.image_size) == (6, 64, 96)
