@@ -27,7 +27,7 @@ import numpy as np
 from keras import ops
 
 from .decoding import compiled_step
-from .features import coordinate_channels, small_cnn
+from .features import coordinate_channels, small_cnn, with_coordinates  # noqa: F401 (coordinate_channels: notebook 06)
 
 
 class AdditiveAttention(keras.layers.Layer):
@@ -133,8 +133,7 @@ class ShowAttendTell(keras.Model):
         """(B, S, S, 3) images (or (B, G, G, D) maps) -> features a (B, L, F) with L = G * G."""
         x = self.cnn(images, training=training) if self.cnn is not None else ops.cast(images, self.compute_dtype)
         grid = int(x.shape[1])
-        coords = ops.zeros_like(x[..., :1]) + ops.cast(coordinate_channels(grid), x.dtype)  # (B, G, G, 2)
-        x = ops.concatenate([x, coords], axis=-1)
+        x = with_coordinates(x)  # (B, G, G, F + 2)
         return self.project(ops.reshape(x, (-1, grid * grid, x.shape[-1])))
 
     def _start(self, features):

@@ -24,12 +24,12 @@ import keras
 from keras import ops
 
 from .decoding import compiled_step
-from .features import APPLICATIONS, build_encoder, coordinate_channels, small_cnn, unfreeze_top
+from .features import APPLICATIONS, build_encoder, small_cnn, unfreeze_top, with_coordinates
 
 
 class GridReadout(keras.layers.Layer):
     """A feature map (B, G, G, C) -> (B, units): one Dense + ReLU applied to every cell, with
-    the cell's coordinates appended (``coordinate_channels``), then the maximum over the cells.
+    the cell's coordinates appended (``with_coordinates``), then the maximum over the cells.
 
     The same weights at every cell make a shape's features the same wherever it is drawn, and
     the coordinates keep *where* it is ("to the left of"). A flattened map instead needs its own
@@ -46,9 +46,7 @@ class GridReadout(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
     def call(self, x):
-        grid = int(x.shape[1])
-        coords = ops.zeros_like(x[..., :1]) + ops.cast(coordinate_channels(grid), x.dtype)  # (B, G, G, 2)
-        return ops.max(self.cell(ops.concatenate([x, coords], axis=-1)), axis=(1, 2))
+        return ops.max(self.cell(with_coordinates(x)), axis=(1, 2))
 
 
 class ShowAndTell(keras.Model):

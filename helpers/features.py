@@ -101,6 +101,14 @@ def coordinate_channels(grid):
     return np.stack([xs, ys], axis=-1).astype("float32")
 
 
+def with_coordinates(x):
+    """A feature map (B, G, G, C) -> (B, G, G, C + 2): every cell with its ``coordinate_channels``."""
+    from keras import ops
+
+    coords = ops.zeros_like(x[..., :1]) + ops.cast(coordinate_channels(int(x.shape[1])), x.dtype)
+    return ops.concatenate([x, coords], axis=-1)
+
+
 def build_encoder(name, weights="imagenet", input_size=None, spatial=False):
     """A Keras encoder model by name (see ``ENCODERS``).
 

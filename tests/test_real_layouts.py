@@ -137,38 +137,25 @@ def test_flickr30k_layout_verifies_with_its_real_split(flickr30k_layout):
     assert {s: sorted(df[df.split == s].image.unique()) for s in SIZES} == {s: sorted(n) for s, n in chosen.items()}
 
 
+def train_on_mobilenet(model, root, out, cache):
+    """``python -m helpers.train`` for one epoch on an untrained MobileNetV3Small's cached features."""
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.train", "--model", model, "--data", root, "--encoder", "mobilenet_v3_small"]
+        + ["--encoder-weights", "none", "--epochs", "1", "--batch-size", "16", "--out", out],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), COURSE_FEATURE_CACHE=str(cache)),
+        timeout=600,
+        cwd=PROJECT_ROOT,
+    )
+
+
 def test_the_command_line_trains_on_a_pretrained_architectures_cached_features(
     flickr30k_layout, tmp_path, feature_cache
 ):
     root, _ = flickr30k_layout
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), COURSE_FEATURE_CACHE=str(feature_cache))
     out = tmp_path / "run"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "helpers.train",
-            "--model",
-            "show_tell",
-            "--data",
-            root,
-            "--encoder",
-            "mobilenet_v3_small",
-            "--encoder-weights",
-            "none",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "16",
-            "--out",
-            out,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        cwd=PROJECT_ROOT,
-    )
+    done = train_on_mobilenet("show_tell", root, out, feature_cache)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     agreement = metrics["human_agreement"]
@@ -266,16 +253,7 @@ def test_the_attention_command_line_grounds_on_flickr30k_entities(flickr30k_layo
     assert boxes and set(boxes) <= set(df.image)
 
     out = tmp_path / "attention"
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), COURSE_FEATURE_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run(
-        [sys.executable, "-m", "helpers.train", "--model", "attention", "--data", root, "--encoder"]
-        + ["mobilenet_v3_small", "--encoder-weights", "none", "--epochs", "1", "--batch-size", "16", "--out", out],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        cwd=PROJECT_ROOT,
-    )
+    done = train_on_mobilenet("attention", root, out, tmp_path / "cache")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert "random object" in done.stdout
