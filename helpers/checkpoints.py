@@ -19,7 +19,8 @@ import numpy as np
 
 from . import write_atomic
 
-CHECKPOINT = "checkpoint.npz"
+CHECKPOINT = "checkpoint.npz"  # the last epoch's: weights, optimizer state, history
+BEST_CHECKPOINT = "best_checkpoint.npz"  # a captioner's best epoch by validation CIDEr
 
 
 class CheckpointError(ValueError):

@@ -39,7 +39,9 @@ class TrainConfig:
     image_size to 96, or 224 when fine-tuning. data: a dataset folder, or None for
     ``helpers.data.find_dataset()`` (for crnn: where the rendered lines are cached).
     encoder_weights: 'imagenet', 'none' (or None) or a weights file. patience: stop after
-    that many epochs without a better validation CIDEr (None: train every epoch).
+    that many epochs without a better validation CIDEr (None: train every epoch). resume:
+    continue the run in ``out``; overwrite: replace it (without either, a folder holding a
+    run is refused: ``helpers.run_folder``).
     """
 
     model: str
@@ -63,6 +65,7 @@ class TrainConfig:
     strategy: str = "default"
     out: Path
     resume: bool = False
+    overwrite: bool = False
 
     def __post_init__(self):
         def fix(name, value):  # frozen: normalised values are set once, here
@@ -76,6 +79,8 @@ class TrainConfig:
         if self.image_size is None:
             fix("image_size", 224 if self.fine_tune else 96)
         fix("out", Path(self.out))
+        if self.resume and self.overwrite:
+            raise ConfigError("`resume` continues the run in `out` and `overwrite` replaces it: choose one")
         fix("data", None if self.data is None else Path(self.data))
         fix("encoder_weights", "none" if self.encoder_weights is None else str(self.encoder_weights))
         for name in ("epochs", "batch_size", "beam_width", "min_count", "image_size", "lines"):

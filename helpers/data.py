@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import PROJECT_ROOT, shown_path
+from . import PROJECT_ROOT, one_line, shown_path
 from .mini_flickr import make_mini_flickr
+from .text import tokenize
 
 __all__ = [
     "AnnotationError",
@@ -106,18 +107,41 @@ class _Repairs:
 # ----------------------------------------------------------------------------- reading files
 
 
-def _read_lines(path, repairs):
-    """Text lines of ``path`` without line ends; notes a BOM and CRLF line ends."""
-    raw = Path(path).read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        repairs.note("byte-order mark at the start of the file", "line 1")
-        raw = raw[3:]
+def _read_bytes(path, what="annotation file"):
+    """The bytes of ``path``; a folder, a FIFO, a link loop, a missing or unreadable file is an
+    ``AnnotationError`` naming it (a FIFO is never opened: that would wait forever)."""
+    import stat
+
+    path = Path(path)
     try:
-        text = raw.decode("utf-8")
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise AnnotationError(f"{what} {path} cannot be read: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise AnnotationError(f"{what} {path} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise AnnotationError(f"{what} {path} is not a regular file (a pipe, socket or device)")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise AnnotationError(f"{what} {path} cannot be read: {err.strerror}") from None
+
+
+def _decode_text(raw, path):
+    """UTF-8 text of ``raw`` (a byte-order mark dropped); bad bytes name the file and line."""
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line_no = raw[: err.start].count(b"\n") + 1
         raise AnnotationError(f"{path}, line {line_no}: not valid UTF-8 text ({err.reason})") from None
-    lines = text.split("\n")
+
+
+def _read_lines(path, repairs):
+    """Text lines of ``path`` without line ends; notes a BOM and CRLF line ends."""
+    raw = _read_bytes(path)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        repairs.note("byte-order mark at the start of the file", "line 1")
+    lines = _decode_text(raw, path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     for i, line in enumerate(lines):
@@ -137,6 +161,8 @@ def _clean_caption(text, path, where, repairs, of):
             text = unescaped
     if not text:
         raise AnnotationError(f"{path}, {where}: empty caption for {of}")
+    if not tokenize(text):
+        raise AnnotationError(f"{path}, {where}: the caption for {of}, {text[:60]!r}, has no word")
     return text
 
 
@@ -192,9 +218,14 @@ def _parse_results_csv(path):
         line_no = i + 1
         if not line.strip():
             continue
-        fields = [f.strip() for f in line.split("|", 2)]
+        fields = [f.strip() for f in line.split("|")]
         if line_no == 1 and [f.lower() for f in fields] == _CSV_HEADER:
             continue
+        if len(fields) > 3:
+            raise AnnotationError(
+                f"{path}, line {line_no}: {len(fields)} fields separated by '|', expected 3 "
+                f"('image_name| comment_number| comment'), got {line[:80]!r}"
+            )
         if len(fields) == 2 and _NUMBER_IN_TEXT.fullmatch(fields[1]):
             # Kaggle's line 19999: '2199200615.jpg| 4   A dog runs across the grass .'
             repairs.note("comment number run into the comment text (missing '|')", f"line {line_no}")
@@ -220,21 +251,26 @@ def _parse_results_csv(path):
 
 def _parse_karpathy_json(path):
     """Karpathy's ``dataset_*.json`` -> list of (image, caption_id, caption, split)."""
+    text = _decode_text(_read_bytes(path), path)
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            data = json.load(f)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise AnnotationError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: nested too deeply to be Karpathy's format") from None
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
         raise AnnotationError(f"{path}: expected a JSON object with an 'images' list (Karpathy's format)")
     repairs = _Repairs(path)
-    rows = []
+    rows, index_of = [], {}
     for idx, entry in enumerate(images):
         where = f"{path}, image {idx}"
         if not isinstance(entry, dict) or "filename" not in entry or not isinstance(entry.get("sentences"), list):
             raise AnnotationError(f"{where}: expected an object with 'filename' and a 'sentences' list")
         image = _image_name(str(entry["filename"]), path, f"image {idx}", repairs)
+        if image in index_of:  # in two splits it would leak test images into training
+            raise AnnotationError(f"{path}, images {index_of[image]} and {idx}: {image} is listed twice")
+        index_of[image] = idx
         split = {"restval": "train"}.get(entry.get("split"), entry.get("split"))
         if split not in ("train", "val", "test"):
             raise AnnotationError(f"{where} ({image}): split {entry.get('split')!r} is not train, val, test or restval")
@@ -273,12 +309,41 @@ def _search_dirs(root, images_dir):
     return dirs
 
 
+def _dataset_named(names):
+    """'flickr8k' when most file names look like Flickr8k's ('1000268201_693b08cb0e.jpg'),
+    else 'flickr30k' (whose names are numbers: '1000092795.jpg')."""
+    names = pd.Series(list(names), dtype=str)
+    return "flickr8k" if len(names) and names.str.fullmatch(r"\d+_[0-9a-f]+\.jpg").mean() > 0.5 else "flickr30k"
+
+
+def _karpathy_file(candidates, images_dir):
+    """The one of several ``dataset_*.json`` (Karpathy's ``caption_datasets.zip`` holds
+    flickr8k, flickr30k and coco) that is for the images in ``images_dir``; says which."""
+    if len(candidates) == 1:
+        return candidates[0]
+    if images_dir.name in ("Flicker8k_Dataset", "Flickr8k_Dataset"):
+        dataset = "flickr8k"
+    else:
+        images = (p.name for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        dataset = _dataset_named(name for name, _ in zip(images, range(200)))  # a sample is enough
+    names = ", ".join(p.name for p in candidates)
+    for p in candidates:
+        if p.name == f"dataset_{dataset}.json":
+            print(f"Captions from {shown_path(p)}, of {names}: the images in {shown_path(images_dir)} are {dataset}'s.")
+            return p
+    raise AnnotationError(
+        f"{candidates[0].parent} holds several Karpathy files ({names}) and none is dataset_{dataset}.json, "
+        f"for the {dataset} images in {images_dir}; remove the others"
+    )
+
+
 def _find_annotations(root, images_dir):
     """(kind, path) of the annotation file to use: 'json', 'token' or 'csv'."""
     dirs = _search_dirs(root, images_dir)
     for d in dirs:
-        for p in sorted(d.glob("dataset_*.json")):
-            return "json", p
+        candidates = sorted(d.glob("dataset_*.json"))
+        if candidates:
+            return "json", _karpathy_file(candidates, images_dir)
     for d in dirs:
         if (d / "results_20130124.token").is_file():
             return "token", d / "results_20130124.token"
@@ -300,7 +365,7 @@ def _find_annotations(root, images_dir):
 def _read_split_list(path):
     """Image file names listed one per line (ids without '.jpg' get it added)."""
     names = []
-    for line in Path(path).read_text(encoding="utf-8-sig").splitlines():
+    for line in _decode_text(_read_bytes(path, "split list"), path).splitlines():
         name = line.strip()
         if name:
             names.append(name if name.lower().endswith(IMAGE_SUFFIXES) else name + ".jpg")
@@ -458,10 +523,10 @@ def load_boxes(root):
     """
     root = Path(root)
     path = root / "boxes.json"
-    if path.is_file():
+    if path.exists() or path.is_symlink():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            return json.loads(_decode_text(_read_bytes(path, "box file"), path))
+        except (json.JSONDecodeError, RecursionError) as err:
             raise AnnotationError(f"{path} is not a readable JSON file of boxes ({err})") from None
     if (root / "Annotations").is_dir() and (root / "Sentences").is_dir():
         return _entities_boxes(root / "Annotations", root / "Sentences")
@@ -473,11 +538,11 @@ def _entity_boxes(path):
     import xml.etree.ElementTree as ET
 
     try:
-        tree = ET.parse(path)
+        root = ET.fromstring(_read_bytes(path))
     except ET.ParseError as err:
         raise AnnotationError(f"{path}, line {err.position[0]}: not well-formed XML ({err})") from None
     boxes = {}
-    for obj in tree.getroot().iter("object"):
+    for obj in root.iter("object"):
         names, box = obj.findall("name"), obj.find("bndbox")
         if not names or box is None:  # nobndbox or scene: no box
             continue
@@ -494,7 +559,7 @@ def _entity_boxes(path):
 def _entity_phrases(path):
     """(entity id, head noun) of every phrase ``[/EN#id/type words]`` in one Sentences file."""
     phrases = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(_decode_text(_read_bytes(path), path).splitlines(), start=1):
         entity, words = None, []
         for token in line.split():
             if entity is None and token.startswith("[/EN#"):
@@ -555,13 +620,6 @@ def find_dataset(verbose=True):
     return root
 
 
-def _guess_dataset(df):
-    names = df["image"]
-    if names.str.fullmatch(r"\d+_[0-9a-f]+\.jpg").mean() > 0.5:
-        return "flickr8k"
-    return "flickr30k"
-
-
 def verify(root, out=sys.stdout, show=10):
     """Compare what is in ``root`` with the published counts; return a dict of findings."""
     with warnings.catch_warnings(record=True) as caught:
@@ -572,7 +630,7 @@ def verify(root, out=sys.stdout, show=10):
     captioned = set(df["image"])
     no_captions = sorted(on_disk - captioned)
     no_image = sorted(captioned - on_disk)
-    name = _guess_dataset(df)
+    name = _dataset_named(df["image"])
     n_images, n_captions = PUBLISHED_COUNTS[name]
 
     def p(*args):
@@ -644,8 +702,8 @@ def main(argv=None):
                 parser.exit(2, f"error: the test images of {root} have one caption each: no human agreement\n")
             print("Human agreement on the test split (each caption vs the image's other captions):")
             print("  " + "  ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items()))
-    except (FileNotFoundError, ValueError) as err:
-        parser.exit(2, f"error: {err}\n")
+    except (OSError, ValueError) as err:
+        parser.exit(2, f"error: {one_line(err)}\n")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ complete shards; the next run loads those and computes the rest.
 
 import contextlib
 import hashlib
+import json
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import PROJECT_ROOT, write_atomic
+from . import PROJECT_ROOT, shown_path, stale_temporaries, write_atomic
 
 
 def default_cache_dir():
@@ -202,8 +203,25 @@ def unfreeze_top(encoder, layers):
     return [layer.name for layer in chosen]
 
 
+def _architecture(model):
+    """Every layer's class and configuration, nested models opened up, without the layer names
+    (Keras numbers them per session): two encoders that differ only in a weightless layer
+    (average vs max pooling) differ here."""
+    import keras
+
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            layers.append(_architecture(layer))
+        else:
+            config = {k: v for k, v in layer.get_config().items() if k != "name"}
+            layers.append([type(layer).__name__, config])
+    return layers
+
+
 def _model_key(name, model, spatial):
-    digest = hashlib.sha1()
+    """``name``-size-spatial|pooled-digest, the digest of the architecture and the weights."""
+    digest = hashlib.sha1(json.dumps(_architecture(model), sort_keys=True, default=str).encode())
     for w in model.get_weights():
         digest.update(np.ascontiguousarray(w).tobytes())
     size = model.input_shape[1]
@@ -237,12 +255,19 @@ def _compute(encoder, paths, batch_size, size, bar):
         for batch in data:
             out.append(np.asarray(encoder(batch, training=False)))
             bar.update(len(batch))
-    except tf.errors.InvalidArgumentError:
+    except tf.errors.InvalidArgumentError as err:
         from .data import load_image
 
         for p in paths:  # find the bad file and say which: never a bare TF traceback
-            load_image(p)
-        raise
+            load_image(p)  # not an image at all
+            try:
+                _decode(p, size)
+            except tf.errors.InvalidArgumentError:  # an image, in a format TensorFlow does not read
+                raise ValueError(
+                    f"image file {p} is not a JPEG, PNG, GIF or BMP file, which are what TensorFlow decodes "
+                    "(convert it, e.g. with OpenCV)"
+                ) from None
+        raise ValueError(f"the images could not be decoded ({str(err).splitlines()[0][:200]})") from None
     return np.concatenate(out).astype(np.float32)
 
 
@@ -257,9 +282,11 @@ def extract_features(
     encoder: a model from ``build_encoder`` (any Keras model taking (B, S, S, 3) in 0-255
     works; give it a ``course_key`` attribute to share its cache between sessions).
     cache_dir: where shards go: "default" for ``default_cache_dir()``, None for no cache. A
-    shard is keyed by the encoder's key and the name, size and modification time of each of
-    its images, so a changed image or encoder never reuses stale features.
-    A missing, empty or corrupt image raises ``ValueError`` naming it.
+    shard is keyed by the encoder's key (its architecture and weights) and the name, size and
+    modification time of each of its images, so a changed image or encoder never reuses stale
+    features. A shard that is unreadable, or not of the shape and type expected, is computed
+    again with a warning. A missing, empty or corrupt image, or one TensorFlow cannot decode,
+    raises ``ValueError`` naming it.
     """
     from tqdm.auto import tqdm
 
@@ -276,6 +303,9 @@ def extract_features(
     folder = Path(cache_dir) / key if cache_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        for tmp in stale_temporaries(folder):  # shards a killed run was writing
+            tmp.unlink(missing_ok=True)
+    shape = tuple(encoder.output_shape[1:])
 
     chunks = [paths[i : i + shard_size] for i in range(0, len(paths), shard_size)]
     results = [None] * len(chunks)
@@ -287,11 +317,19 @@ def extract_features(
             shard = folder / f"{digest}.npy"
             if shard.exists():
                 try:
-                    results[i] = np.load(shard).astype(dtype, copy=False)
-                    bar.update(len(chunk))
-                    continue
+                    stored = np.load(shard)
                 except (ValueError, OSError, EOFError):
                     warnings.warn(f"feature cache shard {shard} is unreadable; computing it again", stacklevel=2)
+                else:
+                    if stored.shape == (len(chunk), *shape) and stored.dtype.kind == "f":
+                        results[i] = stored.astype(dtype, copy=False)
+                        bar.update(len(chunk))
+                        continue
+                    warnings.warn(
+                        f"feature cache shard {shown_path(shard)} holds {stored.shape} {stored.dtype}, not features "
+                        f"{(len(chunk), *shape)} of its {len(chunk)} images; computing it again",
+                        stacklevel=2,
+                    )
         results[i] = _compute(encoder, chunk, batch_size, size, bar).astype(dtype, copy=False)
         if shard is not None:
             write_atomic(shard, lambda f, done=results[i]: np.save(f, done))  # the shard is complete or absent

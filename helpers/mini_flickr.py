@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import stale_temporaries
 from .text import tokenize
 
 IMAGE_SIZE = 96
@@ -315,17 +316,6 @@ def _write_json(path, obj):
     path.write_text(json.dumps(obj, indent=None, separators=(",", ":"), sort_keys=False) + "\n", encoding="utf-8")
 
 
-def _stale_temp_dirs(root):
-    for tmp in root.parent.glob(f".{root.name}.*-*"):
-        try:
-            pid = int(tmp.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)  # raises if that process is gone
-        except (ValueError, ProcessLookupError):
-            shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:
-            pass
-
-
 def make_mini_flickr(root, n_images=DEFAULT_N_IMAGES, seed=0, progress=None):
     """Write the embedded dataset into ``root`` and return ``root`` as a Path.
 
@@ -350,7 +340,8 @@ def make_mini_flickr(root, n_images=DEFAULT_N_IMAGES, seed=0, progress=None):
         except json.JSONDecodeError:
             pass
     root.parent.mkdir(parents=True, exist_ok=True)
-    _stale_temp_dirs(root)
+    for tmp in stale_temporaries(root.parent, f".{root.name}.*-*"):  # left by a killed run
+        shutil.rmtree(tmp, ignore_errors=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "flickr30k_images").mkdir(parents=True)

@@ -12,8 +12,10 @@ resume and test metrics.
 
 A thin layer: the flags become a ``helpers.config.TrainConfig`` and ``helpers.training``
 does the work (notebooks call it directly). DIR/checkpoint.npz is replaced atomically after
-every epoch; ``--resume`` continues after the last finished epoch and ends with the same
-metrics as an uninterrupted run. DIR/metrics.json holds BLEU-1..4 and CIDEr on the test
+every epoch; ``--resume`` continues after the last finished epoch (with the same settings)
+and ends with the same metrics as an uninterrupted run; ``--overwrite`` replaces a run in DIR,
+which is otherwise refused, as is a second run into DIR while one trains there
+(``helpers.run_folder``). DIR/metrics.json holds BLEU-1..4 and CIDEr on the test
 split for greedy and beam search (of the epoch with the best validation CIDEr, kept in
 DIR/best_checkpoint.npz), the number of epochs, each epoch's training and validation scores,
 and the share of generated captions that are not copied verbatim from a training caption;
@@ -27,6 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import one_line
 from .checkpoints import CheckpointError
 from .config import MODELS, ConfigError, TrainConfig
 
@@ -108,7 +111,10 @@ def build_parser():
     )
     p.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, with the same settings")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run in --out (a folder holding one is refused otherwise)"
+    )
     return p
 
 
@@ -158,8 +164,8 @@ def main(argv=None):
         metrics, _, _ = (train_text_reader if config.model == "crnn" else train_captioner)(config)
     except ConfigError as err:
         parser.exit(2, f"error: {err.for_command_line()}\n")
-    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as err:
-        parser.exit(2, f"error: {str(err).splitlines()[0]}\n")
+    except (CheckpointError, OSError, ValueError, RuntimeError) as err:
+        parser.exit(2, f"error: {one_line(err)}\n")
     print(summary(config, metrics))
 
 

@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from . import write_atomic
-from .checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint
+from .checkpoints import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import ConfigError
+from .run_folder import check_vocabulary, claimed
 
-BEST_CHECKPOINT = "best_checkpoint.npz"
 LABELS = {  # for the epoch's log line
     "val_loss": "validation loss",
     "val_bleu4": "BLEU-4",
@@ -49,12 +49,18 @@ def write_json(path, obj):
 
 
 def resume_point(config, model, optimizers, log=print):
-    """(epochs done, history) to start from: the checkpoint's with ``config.resume``, else (0, [])."""
+    """(epochs done, history) to start from: the checkpoint's with ``config.resume``, else (0, []).
+    A run cannot be shortened below the epochs it has trained (``config.epochs``)."""
     if not config.resume:
         return 0, []
     if not (config.out / CHECKPOINT).is_file():
         raise ConfigError(f"`resume`: no checkpoint in {config.out}")
     meta = load_checkpoint(config.out / CHECKPOINT, model, optimizers)
+    if meta["epoch"] > config.epochs:
+        raise ConfigError(
+            f"`resume`: the run in {config.out} has trained {meta['epoch']} epochs, more than `epochs` "
+            f"{config.epochs}; resume with `epochs` {meta['epoch']} or more, or start afresh with `overwrite`"
+        )
     log(f"resuming after epoch {meta['epoch']}")
     return meta["epoch"], meta["history"]
 
@@ -225,7 +231,15 @@ def train_captioner(config, log=print, progress=None):
     split and write the run folder; returns (metrics, model, ``CaptionData``).
 
     progress: None shows bars on a terminal only, True always (notebooks), False never.
+    The run folder ``config.out`` is the run's alone meanwhile (``helpers.run_folder``).
     """
+    if config.model not in ("show_tell", "attention"):
+        raise ConfigError(f"train_captioner trains show_tell or attention, not `model` {config.model}")
+    with claimed(config, log):  # the run folder first: a bad --out fails before any data is read
+        return _train_captioner(config, log, progress)
+
+
+def _train_captioner(config, log, progress):
     import keras
     import tensorflow as tf
 
@@ -235,10 +249,9 @@ def train_captioner(config, log=print, progress=None):
     from .teacher_forcing import make_train_step, trainable_parts
     from .text import encode_captions
 
-    if config.model not in ("show_tell", "attention"):
-        raise ConfigError(f"train_captioner trains show_tell or attention, not `model` {config.model}")
     seed_everything(config.seed)
     data = prepare_captions(config, log, progress)
+    check_vocabulary(config, data.vocab)
     tokens = encode_captions(data.vocab, data.train.caption, config.max_len)
     caption_image = data.train.image.map(data.row_of).to_numpy()
     captions_of = captions_by_image(caption_image)
@@ -312,10 +325,7 @@ def train_captioner(config, log=print, progress=None):
         done.append(record)
         return patience_spent(history, config.patience)
 
-    config.out.mkdir(parents=True, exist_ok=True)
     start, done = resume_point(config, model, optimizers, log), []
-    if not config.resume:  # a best epoch left by an earlier run in this folder is not this run's
-        (config.out / BEST_CHECKPOINT).unlink(missing_ok=True)
     write_json(config.out / "vocab.json", {"id_to_token": data.vocab.id_to_token})
     write_json(
         config.out / "config.json",
@@ -363,6 +373,13 @@ def train_text_reader(config, log=print, progress=None):
     write the run folder; returns (metrics, model, lines). metrics: test ``cer`` and
     ``word_accuracy`` (greedy CTC decoding) and the same under prefix beam search of width
     ``config.beam_width``."""
+    if config.model != "crnn":
+        raise ConfigError(f"train_text_reader trains the crnn, not `model` {config.model}")
+    with claimed(config, log):
+        return _train_text_reader(config, log, progress)
+
+
+def _train_text_reader(config, log, progress):
     import keras
     import tensorflow as tf
 
@@ -379,8 +396,6 @@ def train_text_reader(config, log=print, progress=None):
     )
     from .metrics import cer, word_accuracy
 
-    if config.model != "crnn":
-        raise ConfigError(f"train_text_reader trains the crnn, not `model` {config.model}")
     seed_everything(config.seed)
     sizes = {"train": config.lines, "val": max(config.lines // 24, 20), "test": max(config.lines // 12, 40)}
     lines = load_text_lines(config.data, sizes=sizes, progress=progress is not False)  # rendered once, then read
@@ -409,7 +424,6 @@ def train_text_reader(config, log=print, progress=None):
     def validate(record):
         record["val_cer"] = cer(val_texts, read_text(model, val_images))
 
-    config.out.mkdir(parents=True, exist_ok=True)
     start = resume_point(config, model, [optimizer], log)
     write_json(config.out / "config.json", {"model": {}, "args": config.as_strings(), "class": "CRNN"})
     history = fit(
@@ -438,7 +452,7 @@ def train_text_reader(config, log=print, progress=None):
         },
         "test_lines": len(test_texts),
         "frames": int(log_probs.shape[1]),
-        "epochs": config.epochs,
+        "epochs": len(history),
         "history": history,
     }
     write_json(config.out / "metrics.json", metrics)

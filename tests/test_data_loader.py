@@ -1,6 +1,8 @@
 """helpers.data.load_flickr30k on the three annotation formats, their defects and bad input."""
 
 import json
+import os
+import signal
 import warnings
 
 import pandas as pd
@@ -178,6 +180,26 @@ def test_flickr8k_jpg_dot_one_quirk(tmp_path):
             "image 0",
             "empty caption for 1.jpg, sentence 0",
         ),
+        ("results_20130124.token", token_text() + "1.jpg#0\t. , !\n", "line 6", "'. , !', has no word"),
+        (
+            "results.csv",
+            csv_text() + "1.jpg| 0| ...\n",
+            "line 7",
+            "the caption for 1.jpg, comment 0, '...', has no word",
+        ),
+        ("results.csv", csv_text() + "1.jpg| 0| a dog| runs\n", "line 7", "4 fields separated by '|', expected 3"),
+        (
+            "dataset_flickr30k.json",
+            json.dumps(
+                {
+                    "images": [karpathy(CLEAN[:2])["images"][0], karpathy(CLEAN[2:3])["images"][0]]
+                    + [{**karpathy(CLEAN[:1], split="test")["images"][0]}]
+                }
+            ),
+            "images 0 and 2",
+            "1000092795.jpg is listed twice",  # once in train, once in test: a split leak
+        ),
+        ("dataset_flickr30k.json", "[" * 100_000 + "]" * 100_000, "", "nested too deeply"),
     ],
 )
 def test_malformed_annotations_name_file_and_line(tmp_path, name, text, where, what):
@@ -193,6 +215,76 @@ def test_invalid_utf8_names_the_line(tmp_path):
     raw = token_text().encode() + b"1.jpg#0\tcaf\xe9 latte\n"
     with pytest.raises(AnnotationError, match=r"results_20130124.token, line 6: not valid UTF-8"):
         load_flickr30k(make_root(tmp_path, raw=raw))
+
+
+def test_invalid_utf8_json_names_the_file_and_line(tmp_path):
+    raw = json.dumps(karpathy()).encode()[:-2] + b', "note": "caf\xe9"}'
+    with pytest.raises(AnnotationError, match=r"dataset_flickr30k.json, line 1: not valid UTF-8"):
+        load_flickr30k(make_root(tmp_path, "dataset_flickr30k.json", raw=raw))
+
+
+@pytest.mark.parametrize("kind", ["folder", "link loop", "fifo"])
+def test_an_annotation_path_that_is_no_file_is_one_sentence(tmp_path, kind):
+    root = make_root(tmp_path, "results.csv", csv_text())
+    path = root / "dataset_flickr30k.json"  # found first, so it is the one read
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "link loop":
+        path.symlink_to(path)
+    else:
+        os.mkfifo(path)  # reading it would wait forever
+
+    def hung(*_):
+        raise TimeoutError(f"{path} was opened and waited on")
+
+    previous = signal.signal(signal.SIGALRM, hung)  # a regression fails here instead of hanging the suite
+    signal.alarm(60)
+    try:
+        with pytest.raises(AnnotationError) as err:
+            load_flickr30k(root)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    message = str(err.value)
+    assert str(path) in message and "\n" not in message
+    assert {"folder": "is a folder", "link loop": "symbolic links", "fifo": "not a regular file"}[kind] in message
+
+
+def test_split_list_and_box_file_errors_name_the_file(tmp_path):
+    root = make_root(tmp_path, "results.csv", csv_text())
+    for split in ("train", "val", "test"):
+        (root / f"{split}.txt").write_text("1000092795\n")
+    (root / "val.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(AnnotationError, match=r"val.txt, line 1: not valid UTF-8"):
+        load_flickr30k(root)
+    (root / "boxes.json").mkdir()
+    with pytest.raises(AnnotationError, match=r"box file .*boxes.json is a folder"):
+        data.load_boxes(root)
+
+
+@pytest.mark.parametrize(
+    "images,names,expected",
+    [
+        ("flickr30k_images", ["1000092795.jpg", "10002456.jpg"], "dataset_flickr30k.json"),
+        ("Images", ["1000268201_693b08cb0e.jpg", "1001773457_577c3a7d70.jpg"], "dataset_flickr8k.json"),
+        ("Flicker8k_Dataset", ["1.jpg"], "dataset_flickr8k.json"),
+    ],
+)
+def test_karpathy_zip_unpacked_picks_the_file_of_the_images_at_hand(tmp_path, capsys, images, names, expected):
+    root = tmp_path / "ds"
+    (root / images).mkdir(parents=True)
+    for name in names:
+        (root / images / name).write_bytes(b"")
+    for dataset in ("coco", "flickr30k", "flickr8k"):  # caption_datasets.zip: coco first, alphabetically
+        rows = [(n, 0, f"a photo from {dataset}") for n in names]
+        (root / f"dataset_{dataset}.json").write_text(json.dumps(karpathy(rows)))
+    df = load_flickr30k(root)
+    assert df.attrs["annotations"].endswith(expected)
+    assert set(df.caption) == {f"a photo from {expected[8:-5]}"}
+    assert f"Captions from {root / expected}" in capsys.readouterr().out  # says which, and why
+    (root / expected).unlink()
+    with pytest.raises(AnnotationError, match=rf"several Karpathy files .* none is {expected}"):
+        load_flickr30k(root)
 
 
 def test_missing_images_folder_or_annotations(tmp_path):

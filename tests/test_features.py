@@ -1,5 +1,6 @@
 """helpers.features: encoders without downloads, and the atomic, resumable feature cache."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -183,3 +184,53 @@ def test_offline_mode_never_downloads(monkeypatch, tmp_path):
     with pytest.raises(features.EncoderUnavailableError, match="downloads are off"):
         features.build_encoder("resnet50", input_size=64)
     assert file_utils.get_file.__name__ == "<lambda>"  # the real function is restored afterwards
+
+
+def test_a_shard_of_the_wrong_shape_is_recomputed_with_a_warning(encoder, images, tmp_path):
+    cache = tmp_path / "cache"
+    first = features.extract_features(encoder, images, cache_dir=cache, shard_size=4, progress=False)
+    shard = sorted((cache / encoder.course_key).glob("*.npy"))[0]
+    np.save(shard, np.load(shard)[:3])  # a valid .npy, one row short: it would misalign every later image
+    with pytest.warns(UserWarning, match=r"holds \(3, 128\) float32, not features \(4, 128\) of its 4 images"):
+        again = features.extract_features(encoder, images, cache_dir=cache, shard_size=4, progress=False)
+    np.testing.assert_array_equal(again, first)
+    assert np.load(shard).shape == (4, 128)  # mended on disk
+
+
+def test_encoders_that_differ_only_in_a_weightless_layer_do_not_share_a_cache(images, tmp_path):
+    import keras
+
+    def encoder(pool):
+        keras.utils.set_random_seed(0)  # the same weights for both
+        inputs = keras.Input((32, 32, 3))
+        x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+        return keras.Model(inputs, pool()(x), name="custom")
+
+    cache = tmp_path / "cache"
+    average = encoder(keras.layers.GlobalAveragePooling2D)
+    maximum = encoder(keras.layers.GlobalMaxPooling2D)
+    assert all(np.array_equal(a, m) for a, m in zip(average.get_weights(), maximum.get_weights()))
+    by_average = features.extract_features(average, images, cache_dir=cache, progress=False)
+    by_max = features.extract_features(maximum, images, cache_dir=cache, progress=False)
+    np.testing.assert_allclose(by_max, expected(maximum, images), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(by_average, by_max)
+    assert len(list(cache.iterdir())) == 2
+
+
+def test_a_killed_writers_partial_shard_is_removed_and_a_live_ones_kept(encoder, images, tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(done.stdout)  # a process that has ended
+    folder = tmp_path / "cache" / encoder.course_key
+    folder.mkdir(parents=True)
+    (folder / f".abc.npy.tmp-{dead}").write_bytes(b"half a shard")
+    (folder / f".def.npy.tmp-{os.getpid()}").write_bytes(b"being written")
+    features.extract_features(encoder, images[:2], cache_dir=tmp_path / "cache", progress=False)
+    assert sorted(p.name for p in folder.glob(".*")) == [f".def.npy.tmp-{os.getpid()}"]
+
+
+def test_an_image_tensorflow_cannot_decode_is_named(encoder, images, tmp_path):
+    tiff = tmp_path / "scan.jpg"  # a TIFF under a .jpg name: OpenCV reads it, TensorFlow does not
+    cv2.imwrite(str(tmp_path / "scan.tif"), np.zeros((40, 50, 3), np.uint8))
+    (tmp_path / "scan.tif").rename(tiff)
+    with pytest.raises(ValueError, match=r"image file .*scan\.jpg is not a JPEG, PNG, GIF or BMP file"):
+        features.extract_features(encoder, [*images[:3], tiff], cache_dir=None, progress=False)

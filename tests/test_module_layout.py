@@ -51,9 +51,10 @@ def test_tensorflow_appears_in_the_models_only_inside_a_train_step(module):
             assert function in ("make_ctc_train_step", "make_train_step"), (module, function)
 
 
-def test_data_archives_text_metrics_config_and_the_command_line_import_no_tensorflow():
+def test_data_archives_text_metrics_config_run_folder_and_the_command_line_import_no_tensorflow():
     code = (
-        "import sys, helpers.data, helpers.archives, helpers.text, helpers.metrics, helpers.config, helpers.train; "
+        "import sys, helpers.data, helpers.archives, helpers.text, helpers.metrics, helpers.config, "
+        "helpers.run_folder, helpers.train; "
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)

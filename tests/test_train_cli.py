@@ -180,6 +180,8 @@ def test_kill_9_then_resume_ends_with_the_same_metrics(small, uninterrupted, tmp
     resumed = run(*FAST, "--data", small, "--epochs", 3, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after epoch 1" in resumed.stdout
+    assert f"removed {torn[0]}, a partial write of a run that was killed" in resumed.stdout
+    assert not torn[0].exists()
     a = json.loads((uninterrupted / "metrics.json").read_text())
     b = json.loads((out / "metrics.json").read_text())
     assert b["greedy"] == a["greedy"] and b["beam"] == a["beam"] and b["novel_fraction"] == a["novel_fraction"]
@@ -211,6 +213,52 @@ def test_bad_arguments_give_one_line(small, tmp_path, args, message):
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert message in last and "Traceback" not in done.stderr
+
+
+def test_a_finished_run_is_continued_or_replaced_only_when_asked(small, uninterrupted):
+    before = {p.name: p.read_bytes() for p in uninterrupted.iterdir()}
+    again = run(*FAST, "--data", small, "--epochs", 3, "--out", uninterrupted)  # no --resume, no --overwrite
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "already holds a run (checkpoint.npz, best_checkpoint.npz, config.json" in again.stderr
+    assert "continue it with --resume or replace it with --overwrite" in again.stderr.strip().splitlines()[-1]
+    assert "images" not in again.stdout  # refused before any data was read
+    for changed, message in [
+        (["--seed", "5"], "was trained with --seed 0, not 5"),
+        (["--learning-rate", "0.01"], "was trained with --learning-rate 0.001, not 0.01"),
+        (["--min-count", "2"], "was trained with --min-count 1, not 2"),
+    ]:
+        done = run(*FAST, "--data", small, "--epochs", 3, "--out", uninterrupted, "--resume", *changed)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert message in done.stderr.strip().splitlines()[-1] and "only --epochs may change" in done.stderr
+    shorter = run(*FAST, "--data", small, "--epochs", 2, "--out", uninterrupted, "--resume")
+    assert shorter.returncode == 2 and "Traceback" not in shorter.stderr
+    assert "has trained 3 epochs, more than --epochs 2" in shorter.stderr.strip().splitlines()[-1]
+    assert {p.name: p.read_bytes() for p in uninterrupted.iterdir()} == before  # nothing finished lost
+
+
+def test_out_that_cannot_be_a_run_folder_fails_before_the_data(small, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    for out, message in [
+        (tmp_path / "a_file", "--out {} is a file, not a folder"),
+        (tmp_path / "a_file" / "run", "--out {} cannot be created (Not a directory)"),
+    ]:
+        done = run(*FAST, "--data", small, "--epochs", 1, "--out", out)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[-1] == "error: " + message.format(out)
+        assert "images" not in done.stdout
+
+
+def test_an_unreadable_checkpoint_is_one_sentence_naming_it(small, uninterrupted, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(uninterrupted, out)
+    for content in (b"", (out / "checkpoint.npz").read_bytes()[:1000]):  # empty, truncated
+        (out / "checkpoint.npz").write_bytes(content)
+        done = run(*FAST, "--data", small, "--epochs", 3, "--out", out, "--resume")
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {out / 'checkpoint.npz'} is unreadable")
 
 
 CRNN = ["--model", "crnn", "--lines", "240", "--batch-size", "16", "--epochs", "3"]

@@ -111,6 +111,17 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
         resume_point(TrainConfig(model="crnn", resume=True, out=tmp_path / "nowhere"), tiny_model(), [])
 
 
+def test_resume_cannot_shorten_a_run_below_the_epochs_it_has_trained(tmp_path):
+    done = config(tmp_path, epochs=3)
+    done.out.mkdir()
+    run(Recorder(tiny_model()), done, 5)
+    with pytest.raises(
+        ConfigError, match=r"has trained 3 epochs, more than `epochs` 2; resume with `epochs` 3 or more"
+    ):
+        resume_point(done.replace(epochs=2, resume=True), tiny_model(), [])
+    assert resume_point(done.replace(epochs=3, resume=True), tiny_model(), [], log=lambda _: None)[0] == 3
+
+
 def test_the_best_epoch_is_the_first_with_the_highest_validation_cider():
     from helpers.training import best_epoch, patience_spent
 
