@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import write_atomic
-from .checkpoints import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, save_checkpoint
+from .checkpoints import BEST_CHECKPOINT, CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError
 from .run_folder import check_vocabulary, claimed
 
@@ -464,6 +464,17 @@ def _train_text_reader(config, log, progress):
 # ----------------------------------------------------------------------------- trained models
 
 
+def _saved_json(path, key="model"):
+    """A run's config.json or vocab.json; a torn or foreign one is a ``CheckpointError`` naming it."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if key not in saved:
+            raise KeyError(key)
+        return saved
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {err}); train the run again") from None
+
+
 def load_trained(out):
     """(model, vocabulary) of a finished or checkpointed run in folder ``out``; for a crnn
     run, (the CRNN, ``helpers.crnn.CHARSET``). A captioner gets the weights of its best epoch
@@ -482,7 +493,7 @@ def load_trained(out):
     for name in ("config.json", CHECKPOINT):
         if not (out / name).is_file():
             raise FileNotFoundError(f"no trained model in {out}: {name} is missing")
-    saved = json.loads((out / "config.json").read_text())
+    saved = _saved_json(out / "config.json")
     if saved.get("class") == "CRNN":
         from .crnn import CHARSET, build_crnn
 
@@ -492,7 +503,7 @@ def load_trained(out):
     if not (out / "vocab.json").is_file():
         raise FileNotFoundError(f"no trained model in {out}: vocab.json is missing")
     config = saved["model"]
-    vocab = Vocabulary.from_tokens(json.loads((out / "vocab.json").read_text())["id_to_token"])
+    vocab = Vocabulary.from_tokens(_saved_json(out / "vocab.json", "id_to_token")["id_to_token"])
     if "encoder_weights" in config:
         config["encoder_weights"] = None  # the checkpoint holds them: download nothing
     model = {"ShowAndTell": ShowAndTell, "ShowAttendTell": ShowAttendTell}[saved["class"]].from_config(config)
@@ -509,7 +520,7 @@ def inputs_of_run(out, paths, progress=None):
     (N, G, G, F), from the feature cache where the run left them."""
     from .data import find_dataset, load_flickr30k, load_image
 
-    saved = json.loads((Path(out) / "config.json").read_text())
+    saved = _saved_json(Path(out) / "config.json")
     model, args = saved["model"], saved["args"]
     paths = [str(p) for p in paths]
     if model.get("encoder"):  # the encoder is inside the model

@@ -193,3 +193,15 @@ def test_write_atomic_leaves_no_temporary_file_when_the_writer_fails(tmp_path):
         write_atomic(path, fails)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
     assert path.read_bytes() == b"the previous epoch"
+
+
+def test_a_torn_config_or_vocabulary_of_a_run_is_one_sentence_naming_it(tmp_path):
+    from helpers.checkpoints import CheckpointError
+    from helpers.training import load_trained
+
+    out = finished_run(tmp_path / "run")
+    (out / "config.json").write_text('{"model": {"vocab_si')  # killed mid-write by a tool that writes in place
+    with pytest.raises(CheckpointError, match=r"config.json is unreadable \(JSONDecodeError"):
+        load_trained(out)
+    with pytest.raises(ConfigError, match=r"`resume`: .*config.json is unreadable; start afresh with `overwrite`"):
+        check_resumable(config(out, resume=True))
