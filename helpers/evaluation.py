@@ -58,8 +58,7 @@ def validation_scores(model, data, max_len, split="val"):
         loss, _ = masked_loss_and_accuracy(targets[:, 1:], logits)
         count = float((targets[:, 1:] != 0).sum())
         total, words = total + float(loss) * count, words + count
-    references = captions.groupby("image").caption.agg(list).to_dict()
-    scores = caption_scores(references, dict(zip(names, decode_images(model, inputs, data.vocab, max_len))))
+    scores = caption_scores(data.references(split), dict(zip(names, decode_images(model, inputs, data.vocab, max_len))))
     return {"val_loss": total / words, "val_bleu4": scores["bleu4"], "val_cider": scores["cider"]}
 
 
@@ -71,7 +70,7 @@ def evaluate_captioner(model, data, max_len, beam_width):
 
     test = data.images[data.images.split == "test"]
     inputs = data.inputs_of(test.image)
-    references = data.df[data.df.split == "test"].groupby("image").caption.agg(list).to_dict()
+    references = data.references("test")
     training = {" ".join(tokenize(c)) for c in data.train.caption}
     results, generated = {}, {}
     for name, width in (("greedy", None), ("beam", beam_width)):

@@ -71,8 +71,9 @@ def fit(step, batches, size, *, model, optimizers, config, start=(0, []), on_epo
 
     step(*batch) -> {name: scalar} (e.g. loss, accuracy): one optimizer step on one batch.
     batches(order) -> the epoch's batches, ``order`` being a permutation of range(size) drawn
-    from (``config.seed``, epoch): the same on resume. on_epoch_end(record): after each
-    epoch's steps; it may add entries (validation scores) and return True to stop training.
+    from (``config.seed``, epoch): the same on resume. on_epoch_end(record, history): after
+    each epoch's steps, with the records of the epochs before it; it may add entries to
+    ``record`` (validation scores) and return True to stop training.
     After every epoch the checkpoint in ``config.out`` is replaced atomically.
     progress: None shows a bar on a terminal only, True always (notebooks), False never.
     start: (epochs done, their history), from ``resume_point``.
@@ -101,7 +102,7 @@ def fit(step, batches, size, *, model, optimizers, config, start=(0, []), on_epo
             **{k: float(np.mean(v)) for k, v in values.items()},
             "seconds": round(time.perf_counter() - began, 1),
         }
-        stop = bool(on_epoch_end(record)) if on_epoch_end else False
+        stop = bool(on_epoch_end(record, history)) if on_epoch_end else False
         history.append(record)
         save_checkpoint(config.out / CHECKPOINT, model, optimizers, {"epoch": epoch + 1, "history": history})
         shown = [f"{LABELS.get(k, k)} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")]
@@ -155,6 +156,10 @@ class CaptionData:
     def inputs_of(self, names):
         """The model inputs of the images named (file names), in that order."""
         return self.inputs[[self.row_of[n] for n in names]]
+
+    def references(self, split):
+        """{image file name: [its captions]} of the images of ``split``."""
+        return self.df[self.df.split == split].groupby("image").caption.agg(list).to_dict()
 
     def sizes_of(self, names):
         """{file name: (height, width)} of the images named, read once: where their attention
@@ -311,7 +316,7 @@ def _train_captioner(config, log, progress):
     if config.patience and not validated:
         raise ConfigError("`patience` stops on validation CIDEr, and this dataset has no val images")
 
-    def validate(record):
+    def validate(record, before):
         """Validation scores into the epoch's record; the best epoch's weights kept apart.
         Returns True to stop: ``config.patience`` epochs without a better CIDEr."""
         if not validated:
@@ -319,13 +324,12 @@ def _train_captioner(config, log, progress):
         record.update(validation_scores(model, data, config.max_len))
         if unrolled and data.boxes:  # attention: how well it looks, on held-out images
             record["val_grounding"] = grounding_of(model, data, "val", config.max_len)["grounding"]
-        history = [*start[1], *done, record]
+        history = [*before, record]
         if best_epoch(history)[0] == record["epoch"]:
             save_checkpoint(config.out / BEST_CHECKPOINT, model, meta={"epoch": record["epoch"]})
-        done.append(record)
         return patience_spent(history, config.patience)
 
-    start, done = resume_point(config, model, optimizers, log), []
+    start = resume_point(config, model, optimizers, log)
     write_json(config.out / "vocab.json", {"id_to_token": data.vocab.id_to_token})
     write_json(
         config.out / "config.json",
@@ -421,7 +425,7 @@ def _train_text_reader(config, log, progress):
 
     val_images, val_texts = lines["val"]
 
-    def validate(record):
+    def validate(record, _):
         record["val_cer"] = cer(val_texts, read_text(model, val_images))
 
     start = resume_point(config, model, [optimizer], log)

@@ -76,12 +76,16 @@ def test_the_hook_adds_validation_scores_and_can_stop_early(tmp_path):
     cfg.out.mkdir()
     recorder = Recorder(tiny_model())
 
-    def validate(record):
+    seen = []
+
+    def validate(record, before):
+        seen.append([r["epoch"] for r in before])  # the epochs before this one
         record["val_score"] = 10 - record["epoch"]
         return record["epoch"] == 2  # stop after the second epoch
 
     history = run(recorder, cfg, 6, on_epoch_end=validate)
     assert [(h["epoch"], h["val_score"]) for h in history] == [(1, 9), (2, 8)]
+    assert seen == [[], [1]]
     with np.load(cfg.out / CHECKPOINT) as data:
         assert json.loads(str(data["meta"]))["history"] == history  # the hook's scores are kept
 
