@@ -45,6 +45,16 @@ def test_out_must_be_a_folder_that_can_be_written(tmp_path):
             pass
 
 
+def test_out_without_write_permission_is_refused(tmp_path, monkeypatch):
+    # as root (CI) every folder is writable: what the operating system answers is simulated
+    import helpers.run_folder
+
+    monkeypatch.setattr(helpers.run_folder.os, "access", lambda path, mode: False)
+    with pytest.raises(ConfigError, match=r"`out` .*run is not writable"):
+        with claimed(config(tmp_path / "run")):
+            pass
+
+
 def test_a_second_run_into_a_folder_in_use_stops_in_one_sentence(tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen(  # another process owns the folder until told to finish
