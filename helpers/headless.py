@@ -68,6 +68,34 @@ def __getattr__(name):  # CourseEngine needs papermill, a test dependency: built
     return CourseEngine
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def settle_progress_bars(nb):
+    """Give every tqdm bar's output the bar's final text: tqdm displays a bar once, so its
+    plain-text form (what a notebook shows where the widget cannot be drawn, e.g. untrusted)
+    would say 0% for good. Read from the widget state saved with ``nb``; returns ``nb``."""
+    import html
+
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def model(ref):
+        return state.get(str(ref).removeprefix("IPY_MODEL_"), {})
+
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            parts = [model(c) for c in model(view["model_id"]).get("state", {}).get("children", [])] if view else []
+            if [m.get("model_name") for m in parts] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+                continue  # not a tqdm bar
+            left, bar, right = (m["state"] for m in parts)
+            filled = int(10 * bar["value"] / bar["max"]) if bar.get("max") else 0
+            text = f"{left.get('value', '')}|{'█' * filled:<10}|{right.get('value', '')}"
+            output["data"]["text/plain"] = html.unescape(text)
+    return nb
+
+
 def run_notebook(path, out_dir, timeout):
     """Execute ``path`` in a fresh kernel, in its own folder, and write the result to
     ``out_dir``; returns the seconds it took. A failing cell raises nbclient's
@@ -80,7 +108,7 @@ def run_notebook(path, out_dir, timeout):
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, resources={"metadata": {"path": str(path.parent)}}).execute()
     out_dir.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, out_dir / path.name)
+    nbformat.write(settle_progress_bars(nb), out_dir / path.name)
     return time.perf_counter() - start
 
 

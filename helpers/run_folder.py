@@ -24,7 +24,7 @@ import socket
 from pathlib import Path
 
 from . import process_alive, shown_path, stale_temporaries
-from .checkpoints import BEST_CHECKPOINT, CHECKPOINT
+from .checkpoints import BEST_CHECKPOINT, CHECKPOINT, CheckpointError
 from .config import ConfigError
 
 LOCK = "run.lock"
@@ -118,6 +118,26 @@ def _same(name, saved, asked):
     return saved == asked
 
 
+def saved_json(path, key):
+    """The JSON object a run saved at ``path`` (config.json, vocab.json), which must hold
+    ``key``; a torn or foreign one is a ``CheckpointError`` naming it."""
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+        if key not in saved:
+            raise KeyError(key)
+        return saved
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {err}); train the run again") from None
+
+
+def _saved_for_resume(path, key):
+    """``saved_json(path, key)[key]``, its failure worded for ``resume``."""
+    try:
+        return saved_json(path, key)[key]
+    except CheckpointError:
+        raise ConfigError(f"`resume`: {shown_path(path)} is unreadable; start afresh with `overwrite`") from None
+
+
 def check_resumable(config):
     """Raise ``ConfigError`` naming the first setting in which the run saved in ``config.out``
     differs from ``config``; ``epochs`` may differ. A run without a ``config.json`` yet (killed
@@ -125,10 +145,7 @@ def check_resumable(config):
     path = config.out / "config.json"
     if not path.is_file():
         return
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))["args"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"`resume`: {shown_path(path)} is unreadable; start afresh with `overwrite`") from None
+    saved = _saved_for_resume(path, "args")
     asked = config.as_strings()
     defaults = type(config).__dataclass_fields__
     for name, value in asked.items():
@@ -148,12 +165,7 @@ def check_vocabulary(config, vocab):
     (a ``helpers.text.Vocabulary``, built on the captions at hand) differs from the run's."""
     if not config.resume or not (config.out / "vocab.json").is_file():
         return
-    try:
-        tokens = json.loads((config.out / "vocab.json").read_text(encoding="utf-8"))["id_to_token"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise ConfigError(
-            f"`resume`: {shown_path(config.out / 'vocab.json')} is unreadable; start afresh with `overwrite`"
-        ) from None
+    tokens = _saved_for_resume(config.out / "vocab.json", "id_to_token")
     if tokens != list(vocab.id_to_token):
         i = next((i for i, (a, b) in enumerate(zip(tokens, vocab.id_to_token)) if a != b), None)
         what = (

@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from . import write_atomic
-from .checkpoints import BEST_CHECKPOINT, CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoints import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import ConfigError
-from .run_folder import check_vocabulary, claimed
+from .run_folder import check_vocabulary, claimed, saved_json
 
 LABELS = {  # for the epoch's log line
     "val_loss": "validation loss",
@@ -46,6 +46,14 @@ def write_json(path, obj):
 
 
 # ----------------------------------------------------------------------------- the epoch loop
+
+
+def decaying_rate(start, steps):
+    """A learning rate that decays along a cosine from ``start`` to 5% of it over ``steps``
+    optimizer steps: large steps first, fine ones at the end."""
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(start, max(steps, 1), alpha=0.05)
 
 
 def resume_point(config, model, optimizers, log=print):
@@ -271,16 +279,11 @@ def _train_captioner(config, log, progress):
         model.initial_state(first)  # build the weights
         model(first, np.array([0]), tokens[:1])
         decoder_vars, encoder_vars = trainable_parts(model, bool(config.fine_tune))
-        # the rate decays along a cosine to 5% by the last step: large steps first, fine ones at the end
         steps = config.epochs * (len(train_images) // config.batch_size)
-
-        def rate(start):
-            return keras.optimizers.schedules.CosineDecay(start, max(steps, 1), alpha=0.05)
-
-        optimizers = [keras.optimizers.Adam(rate(config.learning_rate))]
+        optimizers = [keras.optimizers.Adam(decaying_rate(config.learning_rate, steps))]
         optimizers[0].build(decoder_vars)
         if config.fine_tune:  # the pretrained layers move more slowly than the decoder
-            optimizers.append(keras.optimizers.Adam(rate(config.learning_rate * config.fine_tune_rate)))
+            optimizers.append(keras.optimizers.Adam(decaying_rate(config.learning_rate * config.fine_tune_rate, steps)))
             optimizers[1].build(encoder_vars)
             log(
                 f"fine-tuning the top {config.fine_tune} weighted layers of {config.encoder}: "
@@ -408,8 +411,8 @@ def _train_text_reader(config, log, progress):
         raise ConfigError(f"`batch_size` {config.batch_size} is larger than the {len(train_images)} training lines")
     labels, lengths = pad_labels(train_texts)
     model = build_crnn()
-    steps = config.epochs * (len(train_images) // config.batch_size)  # the rate decays to 5% by the last step
-    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05))
+    steps = config.epochs * (len(train_images) // config.batch_size)
+    optimizer = keras.optimizers.Adam(decaying_rate(config.learning_rate, steps))
     optimizer.build(model.trainable_variables)
     train_step = make_ctc_train_step(model, optimizer)
     size = config.batch_size
@@ -468,17 +471,6 @@ def _train_text_reader(config, log, progress):
 # ----------------------------------------------------------------------------- trained models
 
 
-def _saved_json(path, key="model"):
-    """A run's config.json or vocab.json; a torn or foreign one is a ``CheckpointError`` naming it."""
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if key not in saved:
-            raise KeyError(key)
-        return saved
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {err}); train the run again") from None
-
-
 def load_trained(out):
     """(model, vocabulary) of a finished or checkpointed run in folder ``out``; for a crnn
     run, (the CRNN, ``helpers.crnn.CHARSET``). A captioner gets the weights of its best epoch
@@ -497,7 +489,7 @@ def load_trained(out):
     for name in ("config.json", CHECKPOINT):
         if not (out / name).is_file():
             raise FileNotFoundError(f"no trained model in {out}: {name} is missing")
-    saved = _saved_json(out / "config.json")
+    saved = saved_json(out / "config.json", "model")
     if saved.get("class") == "CRNN":
         from .crnn import CHARSET, build_crnn
 
@@ -507,7 +499,7 @@ def load_trained(out):
     if not (out / "vocab.json").is_file():
         raise FileNotFoundError(f"no trained model in {out}: vocab.json is missing")
     config = saved["model"]
-    vocab = Vocabulary.from_tokens(_saved_json(out / "vocab.json", "id_to_token")["id_to_token"])
+    vocab = Vocabulary.from_tokens(saved_json(out / "vocab.json", "id_to_token")["id_to_token"])
     if "encoder_weights" in config:
         config["encoder_weights"] = None  # the checkpoint holds them: download nothing
     model = {"ShowAndTell": ShowAndTell, "ShowAttendTell": ShowAttendTell}[saved["class"]].from_config(config)
@@ -524,7 +516,7 @@ def inputs_of_run(out, paths, progress=None):
     (N, G, G, F), from the feature cache where the run left them."""
     from .data import find_dataset, load_flickr30k, load_image
 
-    saved = _saved_json(Path(out) / "config.json")
+    saved = saved_json(Path(out) / "config.json", "model")
     model, args = saved["model"], saved["args"]
     paths = [str(p) for p in paths]
     if model.get("encoder"):  # the encoder is inside the model

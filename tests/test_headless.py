@@ -115,3 +115,38 @@ def test_papermill_finds_the_course_engine_and_it_waits_in_slices(monkeypatch):
     monkeypatch.setattr(NBClientEngine, "execute_managed_notebook", classmethod(lambda cls, *a, **k: "executed"))
     assert engine.execute_managed_notebook(None, "python3") == "executed"
     assert hasattr(AsyncZMQSocketChannel.get_msg, "original")  # the fix is on while papermill runs
+
+
+def test_a_progress_bar_is_saved_with_its_final_text():
+    import nbformat
+
+    from helpers.headless import WIDGET_STATE, WIDGET_VIEW, settle_progress_bars
+
+    def widget(name, **state):
+        return {"model_name": name, "state": state}
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {
+        WIDGET_STATE: {
+            "state": {
+                "bar": widget("HBoxModel", children=["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]),
+                "l": widget("HTMLModel", value="epoch 1/4: 100%"),
+                "p": widget("FloatProgressModel", value=212.0, max=212.0),
+                "r": widget("HTMLModel", value=" 212/212 [00:28&lt;00:00,  7.50batch/s]"),
+                "box": widget("VBoxModel", children=["IPY_MODEL_l"]),
+            }
+        }
+    }
+    stale = "epoch 1/4:   0%|          | 0/212 [00:00<?, ?batch/s]"
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            outputs=[
+                nbformat.v4.new_output("display_data", {WIDGET_VIEW: {"model_id": m}, "text/plain": stale})
+                for m in ("bar", "box")
+            ]
+        )
+    ]
+    settle_progress_bars(nb)
+    bar, other = nb.cells[0].outputs
+    assert bar["data"]["text/plain"] == "epoch 1/4: 100%|██████████| 212/212 [00:28<00:00,  7.50batch/s]"
+    assert other["data"]["text/plain"] == stale  # not a tqdm bar: left as it is
