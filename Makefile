@@ -1,4 +1,5 @@
 # make lab | make run | make test -- each sets up .venv first if it is missing or stale.
+# make student (copies with the solutions to write, in build/student/) | make test-browser (JupyterLab in Chromium)
 # make test-fast (the unit tests alone) | make lint | make format -- for work on the course.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -13,13 +14,14 @@ TF ?= $(shell if [ "$$(uname -s)" = Linux ] && { [ -n "$$CI" ] || ! command -v n
 OTHER_TF := $(if $(filter tensorflow-cpu,$(TF)),tensorflow,tensorflow-cpu)
 STAMP := $(VENV)/.installed-$(TF)
 BACKENDS_STAMP := $(VENV)/.installed-backends
+BROWSER_STAMP := $(VENV)/.installed-browser
 KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
 
 export KERAS_HOME := $(CURDIR)/.keras
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 
-.PHONY: setup lab run notebooks test test-fast lint format clean
+.PHONY: setup lab run notebooks student test test-browser test-fast lint format clean
 setup: $(STAMP) $(KERNEL_CONFIG)
 
 $(STAMP): pyproject.toml
@@ -46,8 +48,11 @@ $(KERNEL_CONFIG): | $(STAMP)
 	@mkdir -p $(dir $@)
 	@echo "c.IPKernelApp.capture_fd_output = False  # written by make setup, see the Makefile" > $@
 
+# JupyterLab refuses to run as root unless told (containers, CI machines)
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(ALLOW_ROOT) notebooks/
 
 # Every notebook, top to bottom, in a fresh kernel; executed copies go to build/. helpers.headless
 # is nbconvert --execute, but it does not stall after a widget cell (jupyter/nbclient#312).
@@ -60,9 +65,34 @@ run: setup
 notebooks: setup
 	$(BIN)/python -m helpers.headless --timeout $(CELL_TIMEOUT) --out-dir notebooks notebooks/[0-9]*.ipynb
 
-# COURSE_OFFLINE: encoders use only weights already on disk, so no test ever downloads
+# Student copies: every notebook with each ### BEGIN/END SOLUTION region replaced by a
+# NotImplementedError and its hint (helpers.exercises); open them from build/student/ in JupyterLab.
+student: setup
+	$(BIN)/python -m helpers.exercises --out-dir build/student notebooks/[0-9]*.ipynb
+
+# COURSE_OFFLINE: encoders use only weights already on disk, so no test ever downloads.
+# Every test: the unit tests, every notebook under nbval, the student copies of 01-03 (in the
+# unit tests), then the course in a browser.
 test: setup $(BACKENDS_STAMP)
 	COURSE_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
+	$(MAKE) --no-print-directory student test-browser
+
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[$(TF),test,browser]"
+	@touch $@
+
+# JupyterLab on 127.0.0.1 in Debian's Chromium, driven by Playwright (tests/test_browser.py);
+# screenshots in build/browser/. Chromium comes from apt-get where it is missing (CHROMIUM=path overrides).
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser || command -v google-chrome)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+test-browser: setup $(BROWSER_STAMP)
+	@if [ -z "$(CHROMIUM)" ]; then \
+		command -v apt-get >/dev/null || { echo "No Chromium found and no apt-get to install it: install Chromium, or run make test-browser CHROMIUM=/path/to/chrome"; exit 1; }; \
+		echo "Installing Debian's chromium for the browser test"; \
+		$(SUDO) apt-get install -y -q chromium >/dev/null || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; \
+	fi
+	COURSE_BROWSER=1 CHROMIUM="$(or $(CHROMIUM),$$(command -v chromium || command -v chromium-browser))" \
+		$(BIN)/python -m pytest -p no:cacheprovider tests/test_browser.py
 
 # The unit tests alone (no training runs, notebooks, benchmarks or other processes): a couple of minutes
 test-fast: setup $(BACKENDS_STAMP)

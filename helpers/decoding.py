@@ -205,3 +205,51 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
         rows, tokens = next_rows, new_tokens.ravel()[next_rows]
         history = np.concatenate([np.take_along_axis(history, parents[:, :, None], 1), new_tokens[:, :, None]], axis=2)
     return [[(seq, lp) for _, seq, lp in hyps] for hyps in finished]
+
+
+def beam_search_tree(step_fn, state, start_id, end_id, beam_width, max_len, length_penalty=0.0):
+    """Beam search for ONE item, one beam at a time, as notebook 05 teaches it: returns
+    (hypotheses, tree). ``hypotheses`` are what ``beam_search`` returns for that item (same
+    rules, same order); ``tree`` holds one dict per candidate looked at (id, parent, step,
+    token, log_prob, score, status "live" / "finished" / "pruned"), for
+    ``helpers.viz.draw_beam_tree``. ``state`` is the initial state of a batch of one."""
+    start_id, end_id, max_len = _check(start_id, end_id, max_len)
+    k = int(beam_width)
+    if k < 1:
+        raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+
+    def score(log_prob, length):
+        return log_prob / length**length_penalty
+
+    beams = [(0.0, [], state, None)]  # (log_prob, tokens, state, tree node) of each live beam
+    finished, tree = [], []
+    for length in range(1, max_len + 1):
+        candidates = []
+        for log_prob, tokens, beam_state, node in beams:
+            log_probs, new_state = step_fn(np.array([tokens[-1] if tokens else start_id]), beam_state)
+            log_probs = np.asarray(log_probs, dtype=np.float64)[0]
+            candidates += [
+                (log_prob + log_probs[t], [*tokens, t], new_state, node)
+                for t in range(len(log_probs))
+                if np.isfinite(log_probs[t])
+            ]
+        candidates.sort(key=lambda c: -c[0])
+        beams = []
+        for rank, (log_prob, tokens, new_state, parent) in enumerate(candidates[: 2 * k]):
+            if tokens[-1] == end_id or length == max_len:  # only the step's k best may finish
+                status = "finished" if rank < k else "pruned"
+            else:
+                status = "live" if len(beams) < k else "pruned"
+            node = {"id": len(tree), "parent": parent, "step": length, "token": tokens[-1], "log_prob": float(log_prob)}
+            tree.append({**node, "status": status, "score": float(score(log_prob, length))})
+            if status == "finished":
+                finished.append((score(log_prob, length), tokens, float(log_prob)))
+            elif status == "live":
+                beams.append((log_prob, tokens, new_state, len(tree) - 1))
+        finished = sorted(finished, key=lambda f: -f[0])[:k]
+        if not beams:
+            break
+        best_live = beams[0][0]  # the best any live beam can still reach: its log p only falls
+        if len(finished) == k and max(score(best_live, length + 1), score(best_live, max_len)) <= finished[-1][0]:
+            break
+    return [(tokens, log_prob) for _, tokens, log_prob in finished], tree

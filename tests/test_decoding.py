@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from helpers.decoding import beam_search, greedy_decode, sample_decode
+from helpers.decoding import beam_search, beam_search_tree, greedy_decode, sample_decode
 
 V, H, START, END = 5, 6, 3, 0
 
@@ -268,3 +268,36 @@ def test_finished_items_leave_the_batch():
         out = decode(countdown_step(sizes), np.array([2, 0, 1]))
         assert [h[0][0] for h in out] == [[1, 1, END], [END], [1, END]]
         assert sizes == [3, 2, 1]
+
+
+@pytest.mark.parametrize("penalty", [0.0, 1.0])
+def test_the_one_item_beam_search_with_its_tree_returns_what_the_batched_one_does(penalty):
+    for seed in range(8):
+        model = TinyRNN(seed)
+        state = model.initial(3, seed=seed)
+        for k in (1, 2, 4):
+            batched = beam_search(model.step, state, START, END, beam_width=k, max_len=6, length_penalty=penalty)
+            for i in range(3):
+                hyps, tree = beam_search_tree(model.step, state[i : i + 1], START, END, k, 6, penalty)
+                assert [t for t, _ in hyps] == [t for t, _ in batched[i]], (seed, k, i)
+                assert np.allclose([lp for _, lp in hyps], [lp for _, lp in batched[i]])
+                # the tree: every finished hypothesis is a path of it, and log p adds up along the path
+                by_id = {node["id"]: node for node in tree}
+                ends = [n for n in tree if n["status"] == "finished"]
+                for tokens, log_prob in hyps:
+                    matches = []
+                    for node in ends:
+                        path, at = [], node
+                        while at is not None:
+                            path.append(at["token"])
+                            at = by_id[at["parent"]] if at["parent"] is not None else None
+                        if path[::-1] == tokens:
+                            matches.append(node)
+                    assert len(matches) == 1 and matches[0]["log_prob"] == pytest.approx(log_prob)
+                assert all(n["parent"] is None or by_id[n["parent"]]["status"] == "live" for n in tree)
+
+
+def test_the_one_item_beam_search_refuses_a_width_below_one():
+    model = TinyRNN(0)
+    with pytest.raises(ValueError, match="beam_width must be at least 1"):
+        beam_search_tree(model.step, model.initial(1), START, END, 0, 5)

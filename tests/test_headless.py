@@ -117,26 +117,32 @@ def test_papermill_finds_the_course_engine_and_it_waits_in_slices(monkeypatch):
     assert hasattr(AsyncZMQSocketChannel.get_msg, "original")  # the fix is on while papermill runs
 
 
+def notebook_with_widgets(models):
+    """A notebook whose saved widget state holds ``models`` {id: (model name, state)}."""
+    import nbformat
+
+    from helpers.headless import WIDGET_STATE
+
+    nb = nbformat.v4.new_notebook()
+    state = {key: {"model_name": name, "state": fields} for key, (name, fields) in models.items()}
+    nb.metadata["widgets"] = {WIDGET_STATE: {"state": state}}
+    return nb
+
+
 def test_a_progress_bar_is_saved_with_its_final_text():
     import nbformat
 
-    from helpers.headless import WIDGET_STATE, WIDGET_VIEW, settle_progress_bars
+    from helpers.headless import WIDGET_VIEW, settle_progress_bars
 
-    def widget(name, **state):
-        return {"model_name": name, "state": state}
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["widgets"] = {
-        WIDGET_STATE: {
-            "state": {
-                "bar": widget("HBoxModel", children=["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]),
-                "l": widget("HTMLModel", value="epoch 1/4: 100%"),
-                "p": widget("FloatProgressModel", value=212.0, max=212.0),
-                "r": widget("HTMLModel", value=" 212/212 [00:28&lt;00:00,  7.50batch/s]"),
-                "box": widget("VBoxModel", children=["IPY_MODEL_l"]),
-            }
+    nb = notebook_with_widgets(
+        {
+            "bar": ("HBoxModel", {"children": ["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]}),
+            "l": ("HTMLModel", {"value": "epoch 1/4: 100%"}),
+            "p": ("FloatProgressModel", {"value": 212.0, "max": 212.0}),
+            "r": ("HTMLModel", {"value": " 212/212 [00:28&lt;00:00,  7.50batch/s]"}),
+            "box": ("VBoxModel", {"children": ["IPY_MODEL_l"]}),
         }
-    }
+    )
     stale = "epoch 1/4:   0%|          | 0/212 [00:00<?, ?batch/s]"
     nb.cells = [
         nbformat.v4.new_code_cell(
@@ -150,3 +156,70 @@ def test_a_progress_bar_is_saved_with_its_final_text():
     bar, other = nb.cells[0].outputs
     assert bar["data"]["text/plain"] == "epoch 1/4: 100%|██████████| 212/212 [00:28<00:00,  7.50batch/s]"
     assert other["data"]["text/plain"] == stale  # not a tqdm bar: left as it is
+
+
+def test_an_interact_is_saved_as_its_first_output_under_a_line_naming_its_controls():
+    import nbformat
+
+    from helpers.headless import WIDGET_VIEW, picture_widgets
+
+    shown = [
+        {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure>"}, "metadata": {}},
+        {"output_type": "stream", "name": "stdout", "text": "a man in a red shirt\n"},
+    ]
+    nb = notebook_with_widgets(
+        {
+            "box": ("VBoxModel", {"children": ["IPY_MODEL_t", "IPY_MODEL_s", "IPY_MODEL_o"]}),
+            "t": ("FloatSliderModel", {"description": "temperature"}),
+            "s": ("IntSliderModel", {"description": "seed"}),
+            "o": ("OutputModel", {"outputs": shown}),
+            "manual": ("VBoxModel", {"children": ["IPY_MODEL_t", "IPY_MODEL_b", "IPY_MODEL_empty"]}),
+            "b": ("ButtonModel", {"description": "Run Interact"}),
+            "empty": ("OutputModel", {"outputs": []}),
+            "bar": ("HBoxModel", {"children": ["IPY_MODEL_s"]}),
+        }
+    )
+    text = "interactive(children=(FloatSlider(value=0.8, description='temperature'), ...))"
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            outputs=[nbformat.v4.new_output("display_data", {WIDGET_VIEW: {"model_id": m}, "text/plain": text})]
+        )
+        for m in ("box", "manual", "bar")
+    ]
+    picture_widgets(nb)
+    nbformat.validate(nb)
+    first, manual, bar = (cell.outputs for cell in nb.cells)
+    assert (
+        first[0]["data"]["text/plain"]
+        == "The controls (temperature, seed) appear when this cell runs; what they showed first:"
+    )
+    assert first[0]["data"]["text/markdown"].startswith("*The controls (temperature, seed)")
+    assert [o["output_type"] for o in first[1:]] == ["display_data", "stream"]
+    assert first[1]["data"]["image/png"] == "iVBOR" and first[2]["text"] == "a man in a red shirt\n"
+    assert "Run button" in manual[0]["data"]["text/plain"] and len(manual) == 1
+    assert bar[0]["data"][WIDGET_VIEW] == {"model_id": "bar"}  # not an interact: kept
+
+
+@pytest.mark.slow  # a real kernel
+def test_a_notebook_with_an_interact_is_saved_without_the_widgets_text_form(tmp_path):
+    import nbformat
+
+    code = 'import ipywidgets as w\nw.interact(lambda n: print("n is", n), n=w.IntSlider(value=3, description="n"));'
+    write_notebook(tmp_path / "nb.ipynb", [code])
+    done = run(tmp_path / "nb.ipynb", "--out-dir", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    outputs = nbformat.read(tmp_path / "out" / "nb.ipynb", as_version=4).cells[0].outputs
+    assert "interactive(" not in str(outputs)
+    assert outputs[0]["data"]["text/plain"].startswith("The controls (n) appear when this cell runs")
+    assert outputs[1]["text"] == "n is 3\n"
+
+
+def test_nbval_cells_are_marked_slow_by_the_course_plugin():
+    notebook = next((PROJECT_ROOT / "notebooks").glob("01_*.ipynb"))
+    args = ["--collect-only", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(notebook)]
+    fast = subprocess.run([sys.executable, "-m", "pytest", *args, "-m", "not slow"], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120)  # fmt: skip
+    slow = subprocess.run([sys.executable, "-m", "pytest", *args, "-m", "slow"], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120)  # fmt: skip
+    assert "deselected" in fast.stdout and "::Cell" not in fast.stdout, fast.stdout
+    assert slow.stdout.count("::Cell") >= 10, slow.stdout
