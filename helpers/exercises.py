@@ -33,6 +33,11 @@ STUDENT_NOTE = (
     "on the reference in `helpers`. The full notebook is `notebooks/{name}`."
 )
 
+NOTHING_TO_WRITE = (
+    "> **Student copy.** This notebook has no code for you to write from scratch: it is here so that "
+    "`build/student/` holds the whole course. The full notebook is `notebooks/{name}`."
+)
+
 
 class SolutionMarkerError(ValueError):
     """A ``### BEGIN SOLUTION`` without its end, an end without a beginning, or no hint."""
@@ -89,7 +94,8 @@ def student_notebook(nb, name="the notebook"):
         cell["metadata"].pop("execution", None)
         regions += found
     copy["metadata"].pop("widgets", None)
-    note = {"cell_type": "markdown", "metadata": {}, "source": STUDENT_NOTE.format(name=name)}
+    text = STUDENT_NOTE if regions else NOTHING_TO_WRITE
+    note = {"cell_type": "markdown", "metadata": {}, "source": text.format(name=name)}
     if (copy.get("nbformat"), copy.get("nbformat_minor", 0)) >= (4, 5):  # cells carry ids from 4.5 on
         note["id"] = "student-copy-note"
     copy["cells"].insert(1 if copy["cells"] and copy["cells"][0]["cell_type"] == "markdown" else 0, note)

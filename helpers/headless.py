@@ -119,7 +119,11 @@ def picture_widgets(nb):
             if not parts or parts[-1].get("model_name") != "OutputModel":
                 outputs.append(output)  # not an interact (a progress bar, say): kept as it is
                 continue
-            controls = [p["state"]["description"] for p in parts[:-1] if p.get("model_name") != "ButtonModel"]
+            controls = [
+                p["state"].get("description") or p["model_name"].removesuffix("Model")  # a control with no label
+                for p in parts[:-1]
+                if p.get("model_name") != "ButtonModel"
+            ]
             line = f"The controls ({', '.join(controls)}) appear when this cell runs; what they showed first:"
             if any(p.get("model_name") == "ButtonModel" for p in parts):
                 line = f"The controls ({', '.join(controls)}) and their Run button appear when this cell runs."

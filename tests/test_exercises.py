@@ -121,6 +121,7 @@ def test_every_from_scratch_notebook_has_solutions_and_its_student_copy_is_valid
         stubs += len(re.findall(r"raise NotImplementedError\((['\"])\w+ is not written yet \(hint: .+\)\1\)", code))
     assert stubs == regions
     assert "widgets" not in copy["metadata"]
+    assert "marks code for you to write" in copy["cells"][1]["source"]
     # each cell of stubs is checked by a later cell that waits for it (calling one of its functions)
     cells = [c["source"] for c in copy["cells"] if c["cell_type"] == "code"]
     for i, source in enumerate(cells):
@@ -172,3 +173,11 @@ def test_a_student_copy_runs_top_to_bottom_and_each_check_says_what_is_not_writt
         printed = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o["output_type"] == "stream")
         assert re.search(r"Not checked: \w+ is not written yet \(hint: ", printed), "".join(cell["source"])[:200]
         assert "OK" not in printed  # nothing of the student's was compared
+
+
+def test_a_notebook_without_solutions_is_copied_with_a_note_that_says_so():
+    nb = json.loads(notebook("04").read_text())
+    copy, regions = student_notebook(nb, name="04.ipynb")
+    assert regions == 0
+    assert "no code for you to write" in copy["cells"][1]["source"]
+    assert ["".join(c["source"]) for c in copy["cells"][2:]] == ["".join(c["source"]) for c in nb["cells"][1:]]

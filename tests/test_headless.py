@@ -169,9 +169,10 @@ def test_an_interact_is_saved_as_its_first_output_under_a_line_naming_its_contro
     ]
     nb = notebook_with_widgets(
         {
-            "box": ("VBoxModel", {"children": ["IPY_MODEL_t", "IPY_MODEL_s", "IPY_MODEL_o"]}),
+            "box": ("VBoxModel", {"children": ["IPY_MODEL_t", "IPY_MODEL_s", "IPY_MODEL_x", "IPY_MODEL_o"]}),
             "t": ("FloatSliderModel", {"description": "temperature"}),
             "s": ("IntSliderModel", {"description": "seed"}),
+            "x": ("TextModel", {"description": ""}),
             "o": ("OutputModel", {"outputs": shown}),
             "manual": ("VBoxModel", {"children": ["IPY_MODEL_t", "IPY_MODEL_b", "IPY_MODEL_empty"]}),
             "b": ("ButtonModel", {"description": "Run Interact"}),
@@ -189,11 +190,9 @@ def test_an_interact_is_saved_as_its_first_output_under_a_line_naming_its_contro
     picture_widgets(nb)
     nbformat.validate(nb)
     first, manual, bar = (cell.outputs for cell in nb.cells)
-    assert (
-        first[0]["data"]["text/plain"]
-        == "The controls (temperature, seed) appear when this cell runs; what they showed first:"
-    )
-    assert first[0]["data"]["text/markdown"].startswith("*The controls (temperature, seed)")
+    line = "The controls (temperature, seed, Text) appear when this cell runs; what they showed first:"
+    assert first[0]["data"]["text/plain"] == line
+    assert first[0]["data"]["text/markdown"] == f"*{line}*"
     assert [o["output_type"] for o in first[1:]] == ["display_data", "stream"]
     assert first[1]["data"]["image/png"] == "iVBOR" and first[2]["text"] == "a man in a red shirt\n"
     assert "Run button" in manual[0]["data"]["text/plain"] and len(manual) == 1
