@@ -76,6 +76,12 @@ def _check(start_id, end_id, max_len):
     return int(start_id), int(end_id), int(max_len)
 
 
+def _beam_width(beam_width):
+    if int(beam_width) < 1:
+        raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+    return int(beam_width)
+
+
 def greedy_decode(step_fn, initial_state, start_id, end_id, max_len):
     """The most likely next token at every step. Returns ``[[(tokens, log_prob)]] * N``."""
     start_id, end_id, max_len = _check(start_id, end_id, max_len)
@@ -138,9 +144,7 @@ def beam_search(step_fn, initial_state, start_id, end_id, beam_width, max_len, l
     Returns, per item, up to ``beam_width`` hypotheses ``(tokens, log_prob)``, best first.
     """
     start_id, end_id, max_len = _check(start_id, end_id, max_len)
-    k = int(beam_width)
-    if k < 1:
-        raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+    k = _beam_width(beam_width)
     n = _batch_size(initial_state)
     # the state holds one row per live beam, in the order of ``rows`` (flat indices item * k + beam);
     # at the start all k beams of an item are the same, so only beam 0 is expanded
@@ -214,9 +218,7 @@ def beam_search_tree(step_fn, state, start_id, end_id, beam_width, max_len, leng
     token, log_prob, score, status "live" / "finished" / "pruned"), for
     ``helpers.viz.draw_beam_tree``. ``state`` is the initial state of a batch of one."""
     start_id, end_id, max_len = _check(start_id, end_id, max_len)
-    k = int(beam_width)
-    if k < 1:
-        raise ValueError(f"beam_width must be at least 1, got {beam_width}")
+    k = _beam_width(beam_width)
 
     def score(log_prob, length):
         return log_prob / length**length_penalty

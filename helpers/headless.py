@@ -76,21 +76,32 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
+def widget_parts(nb):
+    """A function: an output of ``nb`` -> the saved states (``{"model_name", "state"}``) of the
+    parts of the widget it shows, read from the widget state saved with ``nb`` ([] for an
+    output that shows no widget, or a widget without parts)."""
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def model(ref):
+        return state.get(str(ref).removeprefix("IPY_MODEL_"), {})
+
+    def parts_of(output):
+        view = output.get("data", {}).get(WIDGET_VIEW)
+        return [model(c) for c in model(view["model_id"]).get("state", {}).get("children", [])] if view else []
+
+    return parts_of
+
+
 def settle_progress_bars(nb):
     """Give every tqdm bar's output the bar's final text: tqdm displays a bar once, so its
     plain-text form (what a notebook shows where the widget cannot be drawn, e.g. untrusted)
     would say 0% for good. Read from the widget state saved with ``nb``; returns ``nb``."""
     import html
 
-    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-
-    def model(ref):
-        return state.get(str(ref).removeprefix("IPY_MODEL_"), {})
-
+    parts_of = widget_parts(nb)
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            view = output.get("data", {}).get(WIDGET_VIEW)
-            parts = [model(c) for c in model(view["model_id"]).get("state", {}).get("children", [])] if view else []
+            parts = parts_of(output)
             if [m.get("model_name") for m in parts] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
                 continue  # not a tqdm bar
             left, bar, right = (m["state"] for m in parts)
@@ -106,16 +117,11 @@ def picture_widgets(nb):
     notebook opened untrusted, as a fresh clone's are, cannot draw a saved widget and would
     show its text form (``interactive(children=(FloatSlider(...``). Running the cell brings
     the live controls back. Returns ``nb``."""
-    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-
-    def model(ref):
-        return state.get(str(ref).removeprefix("IPY_MODEL_"), {})
-
+    parts_of = widget_parts(nb)
     for cell in nb.cells:
         outputs = []
         for output in cell.get("outputs", []):
-            view = output.get("data", {}).get(WIDGET_VIEW)
-            parts = [model(c) for c in model(view["model_id"]).get("state", {}).get("children", [])] if view else []
+            parts = parts_of(output)
             if not parts or parts[-1].get("model_name") != "OutputModel":
                 outputs.append(output)  # not an interact (a progress bar, say): kept as it is
                 continue
