@@ -70,6 +70,10 @@ class ShowAttendTell(keras.Model):
     (B, G, G, D) from ``helpers.features.build_encoder(..., spatial=True)`` with ``encoder=None``.
 
     cnn_blocks: stride-2 blocks of the small CNN (3: a 96 px image gives a 12 x 12 grid).
+    cnn_top_convs: stride-1 blocks after them (``helpers.features.small_cnn``); 0 by default:
+    with one, each cell sees a whole shape and its neighbours, and the maps land on the named
+    object about half as often (test grounding 0.45 after 6 epochs, against 0.83 without it
+    after 10, on the embedded data).
     penalty: lambda of the doubly stochastic penalty (0 switches it off).
     init_from_mean, context_into_lstm: the paper's other two paths from the image to the
     decoder (h_0, c_0 from the mean feature; the context as LSTM input); both off by default.
@@ -86,6 +90,7 @@ class ShowAttendTell(keras.Model):
         image_size=96,
         cnn_width=32,
         cnn_blocks=3,
+        cnn_top_convs=0,
         penalty=0.0,
         init_from_mean=False,
         context_into_lstm=False,
@@ -98,9 +103,10 @@ class ShowAttendTell(keras.Model):
         self.vocab_size, self.embed_dim, self.hidden = int(vocab_size), embed_dim, hidden
         self.attention_dim, self.feature_dim = attention_dim, feature_dim
         self.encoder, self.image_size, self.cnn_width, self.cnn_blocks = encoder, image_size, cnn_width, cnn_blocks
+        self.cnn_top_convs = cnn_top_convs
         self.penalty = float(penalty)
         self.init_from_mean, self.context_into_lstm = bool(init_from_mean), bool(context_into_lstm)
-        self.cnn = small_cnn(image_size, cnn_width, blocks=cnn_blocks) if encoder else None
+        self.cnn = small_cnn(image_size, cnn_width, blocks=cnn_blocks, top_convs=cnn_top_convs) if encoder else None
         self.project = keras.layers.Dense(feature_dim, activation="relu", name="feature_projection")
         if init_from_mean:
             self.init_h = keras.layers.Dense(hidden, activation="tanh", name="init_h")
@@ -123,6 +129,7 @@ class ShowAttendTell(keras.Model):
             image_size=self.image_size,
             cnn_width=self.cnn_width,
             cnn_blocks=self.cnn_blocks,
+            cnn_top_convs=self.cnn_top_convs,
             penalty=self.penalty,
             init_from_mean=self.init_from_mean,
             context_into_lstm=self.context_into_lstm,

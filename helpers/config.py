@@ -16,8 +16,8 @@ from .features import APPLICATIONS, ENCODERS
 
 MODELS = ("show_tell", "attention", "crnn")
 MODEL_DEFAULTS = {
-    "show_tell": {"epochs": 10, "batch_size": 16},
-    "attention": {"epochs": 10, "batch_size": 16},
+    "show_tell": {"epochs": 10, "batch_size": 16, "cnn_blocks": 4},
+    "attention": {"epochs": 10, "batch_size": 16, "cnn_blocks": 3},
     "crnn": {"epochs": 6, "batch_size": 64},
 }
 
@@ -38,6 +38,9 @@ class TrainConfig:
     epochs and batch_size default per model (captioners 10 and 16, crnn 6 and 64);
     image_size to 96, or 224 when fine-tuning. data: a dataset folder, or None for
     ``helpers.data.find_dataset()`` (for crnn: where the rendered lines are cached).
+    cnn_blocks (show_tell 4, attention 3) and cnn_top_convs shape the small CNN
+    (``helpers.features.small_cnn``); image_at_output gives show_tell's output layer the image
+    at every word (``helpers.captioner``).
     encoder_weights: 'imagenet', 'none' (or None) or a weights file. patience: stop after
     that many epochs without a better validation CIDEr (None: train every epoch). resume:
     continue the run in ``out``; overwrite: replace it (without either, a folder holding a
@@ -59,6 +62,9 @@ class TrainConfig:
     fine_tune: int = 0
     fine_tune_rate: float = 0.1
     patience: int | None = None
+    cnn_blocks: int | None = None
+    cnn_top_convs: int = 0
+    image_at_output: bool = False
     attention_penalty: float = 0.0
     paper_decoder: bool = False
     lines: int = 24000
@@ -90,6 +96,10 @@ class TrainConfig:
             raise ConfigError(f"`patience` must be at least 1 epoch, got {self.patience}")
         if self.max_len < 3:
             raise ConfigError(f"`max_len` must be at least 3 (<start>, a word, <end>), got {self.max_len}")
+        if self.cnn_blocks is not None and not 1 <= int(self.cnn_blocks) <= 4:
+            raise ConfigError(f"`cnn_blocks` must be 1 to 4, got {self.cnn_blocks}")
+        if self.cnn_top_convs < 0:
+            raise ConfigError(f"`cnn_top_convs` must be 0 or more, got {self.cnn_top_convs}")
         if self.fine_tune < 0:
             raise ConfigError(f"`fine_tune` must be 0 or more, got {self.fine_tune}")
         for name in ("learning_rate", "fine_tune_rate"):
@@ -102,7 +112,19 @@ class TrainConfig:
                 raise ConfigError("`strategy` mirrored is for the captioners; the CRNN trains on one device")
             if self.encoder != "small_cnn":
                 raise ConfigError("`encoder` applies to the captioners; the CRNN has its own CNN")
+            if self.cnn_blocks is not None or self.cnn_top_convs:
+                raise ConfigError(
+                    "`cnn_blocks` and `cnn_top_convs` shape the captioners' small_cnn; the CRNN has its own CNN"
+                )
+            if self.image_at_output:
+                raise ConfigError("`image_at_output` is for `model` show_tell")
             return
+        if self.image_at_output and self.model != "show_tell":
+            raise ConfigError("`image_at_output` is for `model` show_tell (attention's output layer has its context)")
+        if self.encoder != "small_cnn" and (
+            self.cnn_top_convs or self.cnn_blocks != MODEL_DEFAULTS[self.model]["cnn_blocks"]
+        ):
+            raise ConfigError(f"`cnn_blocks` and `cnn_top_convs` shape small_cnn, not `encoder` {self.encoder}")
         if self.encoder not in ENCODERS:
             raise ConfigError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
         if self.data is not None and not self.data.is_dir():

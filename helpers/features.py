@@ -68,15 +68,19 @@ def _weights_from_disk_only():
         file_utils.get_file = real
 
 
-def small_cnn(input_size=96, width=32, name="small_cnn", blocks=4):
+def small_cnn(input_size=96, width=32, name="small_cnn", blocks=4, top_convs=0):
     """A small from-scratch CNN: a stride-1 "stem" convolution at full resolution, then
-    ``blocks`` stride-2 conv blocks, each with batch normalisation.
+    ``blocks`` stride-2 conv blocks, each with batch normalisation, then ``top_convs``
+    stride-1 3 x 3 blocks at the last resolution.
 
     (B, S, S, 3) in 0-255 -> the map (B, S/2**blocks, S/2**blocks, C), C = 4 * width with 3
     or 4 blocks. Needs no download; the captioner trains it together with the decoder.
     On the embedded data the stem is what lets it learn shapes within a few epochs: the
     embedded shapes are 12 to 28 px wide, and a first convolution with stride 2 sees too
     little of their outlines (a shape classifier on it stayed near chance for 3 epochs).
+    Each cell of the map sees 2**(blocks + 1) + 1 px (3 blocks: 17 px, less than a large
+    shape's 23 to 28), and each of ``top_convs`` widens that by 2**(blocks + 1) px (3 blocks
+    and one: 33 px, a whole shape seen by each cell of a 12 x 12 grid).
     """
     import keras
 
@@ -93,6 +97,10 @@ def small_cnn(input_size=96, width=32, name="small_cnn", blocks=4):
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
         x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
+    for i in range(top_convs):  # same resolution, a wider view
+        x = keras.layers.Conv2D(x.shape[-1], 3, padding="same", use_bias=False, name=f"top_conv{i + 1}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"top_bn{i + 1}")(x)
+        x = keras.layers.ReLU(name=f"top_relu{i + 1}")(x)
     return keras.Model(inputs, x, name=name)
 
 

@@ -18,6 +18,7 @@ No TensorFlow here.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -147,12 +148,15 @@ def check_resumable(config):
         return
     saved = _saved_for_resume(path, "args")
     asked = config.as_strings()
-    defaults = type(config).__dataclass_fields__
+    # a setting added to the course after the run was saved had its default (for that model) then
+    defaults = config.replace(
+        **{f.name: f.default for f in dataclasses.fields(config) if f.name not in ("model", "out")}
+    )
+    defaults = defaults.as_strings()
     for name, value in asked.items():
         if name in RESUMABLE_CHANGES:
             continue
-        # a setting added to the course after the run was saved had its default then
-        before = saved.get(name, str(defaults[name].default))
+        before = saved.get(name, defaults[name])
         if not _same(name, before, value):
             raise ConfigError(
                 f"`resume`: the run in {shown_path(config.out)} was trained with `{name}` {before}, not {value}; "

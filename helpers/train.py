@@ -83,6 +83,25 @@ def build_parser():
         help="--fine-tune: the encoder's learning rate as a share of the decoder's (default 0.1)",
     )
     p.add_argument(
+        "--cnn-blocks",
+        type=int,
+        default=None,
+        help="small_cnn's stride-2 blocks: 96 px images give a 6 x 6 grid with 4 (show_tell's default), "
+        "12 x 12 with 3 (attention's default)",
+    )
+    p.add_argument(
+        "--cnn-top-convs",
+        type=int,
+        default=0,
+        help="small_cnn: stride-1 3 x 3 blocks after the stride-2 ones, each widening what a grid cell sees",
+    )
+    p.add_argument(
+        "--image-at-output",
+        action="store_true",
+        help="--model show_tell: the image also enters the output layer at every word (m-RNN's multimodal "
+        "layer); with --cnn-blocks 3 --cnn-top-convs 1 it names the embedded scenes far more often",
+    )
+    p.add_argument(
         "--attention-penalty",
         type=float,
         default=0.0,

@@ -96,15 +96,20 @@ def fit(step, batches, size, *, model, optimizers, config, start=(0, []), on_epo
         # tf.data iterator between steps made the attention model's epochs 1.6x slower (41 s vs 25 s)
         epoch_batches = list(batches(order))
         bar = tqdm(
-            epoch_batches,
+            total=len(epoch_batches),
             desc=f"epoch {epoch + 1}/{config.epochs}",
             unit="batch",
             leave=False,
             disable=None if progress is None else not progress,
         )
-        for batch in bar:
+        for batch in epoch_batches:
             for name, value in step(*batch).items():
                 values.setdefault(name, []).append(float(value))
+            bar.update()
+        # drawn at its end before it closes: a bar redraws at most every 0.1 s, and a saved
+        # notebook keeps what was drawn last (07's last epoch once read 374/375)
+        bar.refresh()
+        bar.close()
         record = {
             "epoch": epoch + 1,
             **{k: float(np.mean(v)) for k, v in values.items()},
@@ -223,6 +228,8 @@ def build_captioner(config, vocab_size):
             vocab_size,
             encoder="small_cnn" if config.encoder == "small_cnn" else None,
             image_size=config.image_size,
+            cnn_blocks=config.cnn_blocks,
+            cnn_top_convs=config.cnn_top_convs,
             penalty=config.attention_penalty,
             init_from_mean=config.paper_decoder,
             context_into_lstm=config.paper_decoder,
@@ -236,7 +243,16 @@ def build_captioner(config, vocab_size):
         )
     else:  # small_cnn on pixels, or None: cached features
         encoder, tuned = ("small_cnn" if config.encoder == "small_cnn" else None), {}
-    return ShowAndTell(vocab_size, encoder=encoder, image_size=config.image_size, image_as="state", **tuned)
+    return ShowAndTell(
+        vocab_size,
+        encoder=encoder,
+        image_size=config.image_size,
+        image_as="state",
+        cnn_blocks=config.cnn_blocks,
+        cnn_top_convs=config.cnn_top_convs,
+        image_at_output=config.image_at_output,
+        **tuned,
+    )
 
 
 def train_captioner(config, log=print, progress=None):

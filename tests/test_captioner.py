@@ -158,3 +158,37 @@ def test_grid_readout_is_one_dense_layer_per_cell_with_coordinates_then_the_max(
     assert np.allclose(np.asarray(layer(x)), np.asarray(layer(shifted)), atol=1e-5)
     layer.cell.set_weights([kernel, bias])  # with them, where things are counts
     assert not np.allclose(np.asarray(layer(x)), np.asarray(layer(shifted)), atol=1e-3)
+
+
+@pytest.mark.parametrize("image_as", ["input", "state"])
+@pytest.mark.parametrize("image_at_output", [False, True])
+def test_decoding_step_by_step_gives_the_teacher_forced_log_probs(image_as, image_at_output):
+    import keras
+    from keras import ops
+
+    from helpers.captioner import ShowAndTell
+
+    images, image_index, tokens = tiny_batch((2, 32, 32, 3))
+    keras.utils.set_random_seed(0)
+    model = ShowAndTell(
+        12,
+        embed_dim=8,
+        hidden=8,
+        image_size=32,
+        cnn_width=4,
+        cnn_blocks=3,
+        cnn_top_convs=1,
+        image_as=image_as,
+        image_at_output=image_at_output,
+    )
+    expected = ops.convert_to_numpy(ops.log_softmax(model(images, image_index, tokens), axis=-1))
+    state = model.initial_state(ops.take(images, image_index, axis=0))
+    assert len(state) == (3 if image_at_output else 2)
+    tokens = tokens.numpy()
+    for t in range(tokens.shape[1] - 1):
+        log_probs, state = model.step(tokens[:, t], state)
+        real = tokens[:, t + 1] != 0
+        np.testing.assert_allclose(np.asarray(log_probs)[real], expected[real, t], rtol=1e-4, atol=1e-5)
+    if image_at_output:  # the image reaches every word, not only through the LSTM's memory
+        blind, _ = model.step(tokens[:, 2], (*state[:2], ops.zeros_like(state[2])))
+        assert np.abs(np.asarray(blind) - np.asarray(model.step(tokens[:, 2], state)[0])).max() > 1e-3

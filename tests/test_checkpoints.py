@@ -122,6 +122,18 @@ def test_a_checkpoint_by_position_is_recognised(tmp_path, small_attention):
     [
         (ShowAndTell, {"embed_dim": 8, "hidden": 8, "image_size": 32, "cnn_width": 4, "image_as": "state"}),
         (
+            ShowAndTell,
+            {
+                "embed_dim": 8,
+                "hidden": 8,
+                "image_size": 32,
+                "cnn_width": 4,
+                "cnn_blocks": 3,
+                "cnn_top_convs": 1,
+                "image_at_output": True,
+            },
+        ),
+        (
             ShowAttendTell,
             {
                 "embed_dim": 8,

@@ -15,6 +15,8 @@ def test_defaults_depend_on_the_model():
         10,
         16,
     )
+    assert TrainConfig(model="show_tell", out="r").cnn_blocks == 4  # a 6 x 6 grid; attention looks over 12 x 12
+    assert TrainConfig(model="attention", out="r").cnn_blocks == 3
     crnn = TrainConfig(model="crnn", out="r")
     assert (crnn.epochs, crnn.batch_size, crnn.image_size) == (6, 64, 96)
     tuned = TrainConfig(model="show_tell", encoder="resnet50", fine_tune=3, out="r")
@@ -41,6 +43,12 @@ def test_defaults_depend_on_the_model():
         ({"model": "rnn"}, "`model` must be one of show_tell, attention, crnn, got 'rnn'"),
         ({"model": "crnn", "strategy": "mirrored"}, "`strategy` mirrored is for the captioners"),
         ({"model": "crnn", "encoder": "resnet50"}, "`encoder` applies to the captioners"),
+        ({"model": "crnn", "cnn_top_convs": 1}, "`cnn_blocks` and `cnn_top_convs` shape the captioners' small_cnn"),
+        ({"model": "crnn", "image_at_output": True}, "`image_at_output` is for `model` show_tell"),
+        ({"model": "attention", "image_at_output": True}, "`image_at_output` is for `model` show_tell"),
+        ({"cnn_blocks": 5}, "`cnn_blocks` must be 1 to 4, got 5"),
+        ({"cnn_top_convs": -1}, "`cnn_top_convs` must be 0 or more, got -1"),
+        ({"encoder": "resnet50", "cnn_top_convs": 1}, "`cnn_top_convs` shape small_cnn, not `encoder` resnet50"),
     ],
 )
 def test_a_bad_setting_is_one_sentence_naming_it(changes, message):

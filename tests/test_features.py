@@ -235,3 +235,20 @@ def test_an_image_tensorflow_cannot_decode_is_named(encoder, images, tmp_path):
     (tmp_path / "scan.tif").rename(tiff)
     with pytest.raises(ValueError, match=r"image file .*scan\.jpg is not a JPEG, PNG, GIF or BMP file"):
         features.extract_features(encoder, [*images[:3], tiff], cache_dir=None, progress=False)
+
+
+@pytest.mark.parametrize("blocks,top_convs,view", [(3, 0, 17), (3, 1, 33), (4, 0, 33), (2, 1, 17)])
+def test_a_cell_of_small_cnn_sees_the_pixels_its_docstring_says(blocks, top_convs, view):
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = features.small_cnn(64, 8, blocks=blocks, top_convs=top_convs)
+    images = tf.Variable(np.random.default_rng(0).uniform(0, 255, (8, 64, 64, 3)).astype("float32"))
+    centre = 64 // 2**blocks // 2
+    with tf.GradientTape() as tape:
+        cell = tf.reduce_sum(model(images, training=False)[:, centre, centre])
+    # the union over 8 images: where one image's ReLU is off, another's is on
+    touched = np.abs(tape.gradient(cell, images).numpy()).sum(axis=(0, 3)) > 0
+    rows, cols = np.flatnonzero(touched.any(1)), np.flatnonzero(touched.any(0))
+    assert (rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) == (view, view)

@@ -166,6 +166,17 @@ def test_a_setting_added_after_the_run_was_saved_counts_as_its_default(tmp_path)
         check_resumable(config(out, resume=True, patience=2))
 
 
+def test_a_setting_added_later_whose_default_depends_on_the_model_counts_as_that_models_default(tmp_path):
+    for model, blocks, other in (("show_tell", 4, 3), ("attention", 3, 4)):
+        out = finished_run(tmp_path / model, model=model)
+        saved = json.loads((out / "config.json").read_text())
+        del saved["args"]["cnn_blocks"]  # a run of a course version without --cnn-blocks
+        (out / "config.json").write_text(json.dumps(saved))
+        check_resumable(config(out, resume=True, model=model))
+        with pytest.raises(ConfigError, match=f"`cnn_blocks` {blocks}, not {other}"):
+            check_resumable(config(out, resume=True, model=model, cnn_blocks=other))
+
+
 def test_resume_refuses_another_vocabulary_of_the_same_size(tmp_path):
     out = finished_run(tmp_path / "run")
     check_vocabulary(config(out, resume=True), Vocabulary(["a red star", "a red ring", "a blue ring"]))

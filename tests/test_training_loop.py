@@ -135,3 +135,24 @@ def test_the_best_epoch_is_the_first_with_the_highest_validation_cider():
     # epochs since the best: 3 after epoch 5
     assert [patience_spent(history, p) for p in (None, 1, 2, 3, 4)] == [False, True, True, True, False]
     assert [patience_spent(history[:k], 2) for k in range(1, 6)] == [False, False, False, True, True]
+
+
+def test_a_notebooks_epoch_bar_is_left_drawn_at_its_end(tmp_path, monkeypatch):
+    import tqdm.auto
+    import tqdm.notebook
+
+    bars = []
+
+    class Remembered(tqdm.notebook.tqdm):  # the bar a notebook gets; kept to read after fit
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Remembered)
+    cfg = config(tmp_path, epochs=2)
+    cfg.out.mkdir()
+    recorder = Recorder(tiny_model())
+    fit(recorder.step, recorder.batches, 41, model=recorder.model, optimizers=[], config=cfg, log=lambda *_: None)
+    # the widget a saved notebook keeps says 20 of 20 batches, not what its last redraw within 0.1 s
+    # said (closing sets the bar's value but not its text)
+    assert [bar.container.children[2].value.split("\u2007")[1] for bar in bars] == ["20/20", "20/20"]
