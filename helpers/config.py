@@ -107,6 +107,8 @@ class TrainConfig:
                 raise ConfigError(f"`{name}` must be a positive number, got {getattr(self, name)}")
         if self.strategy not in ("default", "mirrored"):
             raise ConfigError(f"`strategy` must be default or mirrored, got {self.strategy!r}")
+        if self.image_at_output and self.model != "show_tell":
+            raise ConfigError("`image_at_output` is for `model` show_tell (attention's output layer has its context)")
         if self.model == "crnn":
             if self.strategy != "default":
                 raise ConfigError("`strategy` mirrored is for the captioners; the CRNN trains on one device")
@@ -116,11 +118,7 @@ class TrainConfig:
                 raise ConfigError(
                     "`cnn_blocks` and `cnn_top_convs` shape the captioners' small_cnn; the CRNN has its own CNN"
                 )
-            if self.image_at_output:
-                raise ConfigError("`image_at_output` is for `model` show_tell")
             return
-        if self.image_at_output and self.model != "show_tell":
-            raise ConfigError("`image_at_output` is for `model` show_tell (attention's output layer has its context)")
         if self.encoder != "small_cnn" and (
             self.cnn_top_convs or self.cnn_blocks != MODEL_DEFAULTS[self.model]["cnn_blocks"]
         ):

@@ -93,14 +93,16 @@ def small_cnn(input_size=96, width=32, name="small_cnn", blocks=4, top_convs=0):
     x = keras.layers.Conv2D(width // 2, 3, padding="same", use_bias=False, name="stem")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, name="bn_stem")(x)
     x = keras.layers.ReLU(name="relu_stem")(x)
+
+    def block(x, filters, strides, prefix, n):  # layers {prefix}conv{n}, {prefix}bn{n}, {prefix}relu{n}
+        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{prefix}conv{n}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{prefix}bn{n}")(x)
+        return keras.layers.ReLU(name=f"{prefix}relu{n}")(x)
+
     for i, filters in enumerate([width, width * 2, width * 4, width * 4][:blocks]):
-        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
-        x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
+        x = block(x, filters, 2, "", i + 1)
     for i in range(top_convs):  # same resolution, a wider view
-        x = keras.layers.Conv2D(x.shape[-1], 3, padding="same", use_bias=False, name=f"top_conv{i + 1}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"top_bn{i + 1}")(x)
-        x = keras.layers.ReLU(name=f"top_relu{i + 1}")(x)
+        x = block(x, x.shape[-1], 1, "top_", i + 1)
     return keras.Model(inputs, x, name=name)
 
 
