@@ -57,7 +57,7 @@ lab: setup
 # Every notebook, top to bottom, in a fresh kernel; executed copies go to build/. helpers.headless
 # is nbconvert --execute, but it does not stall after a widget cell (jupyter/nbclient#312).
 # CELL_TIMEOUT bounds one cell: the longest at the default sizes (06's training) takes about 4 minutes.
-CELL_TIMEOUT ?= 600
+CELL_TIMEOUT ?= 900
 run: setup
 	$(BIN)/python -m helpers.headless --timeout $(CELL_TIMEOUT) --out-dir build notebooks/[0-9]*.ipynb
 

@@ -9,13 +9,13 @@ initial state (``image_as="state"``), is one option away. Training uses teacher 
 the LSTM reads the true previous word, and the loss ignores ``<pad>`` positions
 (``helpers.teacher_forcing``).
 
-With ``image_at_output`` the image also reaches every word's prediction, as in m-RNN's
+With ``image_at_output`` (the default) the image also reaches every word's prediction, as in m-RNN's
 multimodal layer (Mao et al., 2015): p(w_t) = softmax(W_o relu(W_h h_t + W_u u)), u the
 image's readout. Through the LSTM alone a word sees the image only as what the state still
 remembers of it. On the embedded data, in the command line's 10 epochs, that path with a
 12 x 12 grid (``cnn_blocks=3``) and one more convolution (``cnn_top_convs=1``, so that each
-cell sees a whole shape) took the test captions that name exactly the scene's objects from
-11% to 43% (seed 0; the README gives the rest).
+cell sees a whole shape), the defaults, took the test captions that name exactly the
+scene's objects from 11% to 43% (seed 0; the README gives the rest).
 
 Fine-tuning (the tutorials' next step): with a ``keras.applications`` encoder inside the
 model (``encoder="resnet50"``, ...) and ``fine_tune=N``, the encoder's top N weighted layers
@@ -67,8 +67,11 @@ class ShowAndTell(keras.Model):
     normalisation always runs on stored statistics). encoder_weights: what
     ``build_encoder`` loads into it ('imagenet', None, or a weights file). cnn_blocks,
     cnn_top_convs: the small CNN's stride-2 blocks and stride-1 blocks after them
-    (``helpers.features.small_cnn``). image_at_output: the image also enters the output
-    layer at every step (the decoding state is then (h, c, u)).
+    (``helpers.features.small_cnn``; 3 and 1: a 12 x 12 grid whose cells each see a whole
+    shape). image_at_output: the image also enters the output layer at every step (the
+    decoding state is then (h, c, u)). ``cnn_blocks=4, cnn_top_convs=0,
+    image_at_output=False`` is the course's first model (on the embedded data: 11% of the
+    test scenes named exactly, against 43% with the defaults).
     """
 
     def __init__(
@@ -82,9 +85,9 @@ class ShowAndTell(keras.Model):
         image_as="input",
         fine_tune=0,
         encoder_weights="imagenet",
-        cnn_blocks=4,
-        cnn_top_convs=0,
-        image_at_output=False,
+        cnn_blocks=3,
+        cnn_top_convs=1,
+        image_at_output=True,
         name="show_and_tell",
         **kwargs,
     ):

@@ -16,10 +16,12 @@ from .features import APPLICATIONS, ENCODERS
 
 MODELS = ("show_tell", "attention", "crnn")
 MODEL_DEFAULTS = {
-    "show_tell": {"epochs": 10, "batch_size": 16, "cnn_blocks": 4},
-    "attention": {"epochs": 10, "batch_size": 16, "cnn_blocks": 3},
-    "crnn": {"epochs": 6, "batch_size": 64},
+    "show_tell": {"epochs": 10, "batch_size": 16, "cnn_blocks": 3, "cnn_top_convs": 1, "image_at_output": True},
+    "attention": {"epochs": 10, "batch_size": 16, "cnn_blocks": 3, "cnn_top_convs": 0, "image_at_output": False},
+    "crnn": {"epochs": 6, "batch_size": 64, "cnn_top_convs": 0, "image_at_output": False},
 }
+# what a run saved before these settings existed was trained with (its config.json lacks them)
+BEFORE_SETTINGS = {"show_tell": {"cnn_blocks": 4, "cnn_top_convs": 0, "image_at_output": False}}
 
 
 class ConfigError(ValueError):
@@ -38,9 +40,9 @@ class TrainConfig:
     epochs and batch_size default per model (captioners 10 and 16, crnn 6 and 64);
     image_size to 96, or 224 when fine-tuning. data: a dataset folder, or None for
     ``helpers.data.find_dataset()`` (for crnn: where the rendered lines are cached).
-    cnn_blocks (show_tell 4, attention 3) and cnn_top_convs shape the small CNN
-    (``helpers.features.small_cnn``); image_at_output gives show_tell's output layer the image
-    at every word (``helpers.captioner``).
+    cnn_blocks and cnn_top_convs shape the small CNN (``helpers.features.small_cnn``; show_tell
+    3 and 1, attention 3 and 0); image_at_output (show_tell's default) gives show_tell's output
+    layer the image at every word (``helpers.captioner``).
     encoder_weights: 'imagenet', 'none' (or None) or a weights file. patience: stop after
     that many epochs without a better validation CIDEr (None: train every epoch). resume:
     continue the run in ``out``; overwrite: replace it (without either, a folder holding a
@@ -63,8 +65,8 @@ class TrainConfig:
     fine_tune_rate: float = 0.1
     patience: int | None = None
     cnn_blocks: int | None = None
-    cnn_top_convs: int = 0
-    image_at_output: bool = False
+    cnn_top_convs: int | None = None
+    image_at_output: bool | None = None
     attention_penalty: float = 0.0
     paper_decoder: bool = False
     lines: int = 24000
@@ -82,6 +84,7 @@ class TrainConfig:
         for name, value in MODEL_DEFAULTS[self.model].items():
             if getattr(self, name) is None:
                 fix(name, value)
+        fix("image_at_output", bool(self.image_at_output))
         if self.image_size is None:
             fix("image_size", 224 if self.fine_tune else 96)
         fix("out", Path(self.out))
@@ -119,8 +122,8 @@ class TrainConfig:
                     "`cnn_blocks` and `cnn_top_convs` shape the captioners' small_cnn; the CRNN has its own CNN"
                 )
             return
-        if self.encoder != "small_cnn" and (
-            self.cnn_top_convs or self.cnn_blocks != MODEL_DEFAULTS[self.model]["cnn_blocks"]
+        if self.encoder != "small_cnn" and any(
+            getattr(self, name) != MODEL_DEFAULTS[self.model][name] for name in ("cnn_blocks", "cnn_top_convs")
         ):
             raise ConfigError(f"`cnn_blocks` and `cnn_top_convs` shape small_cnn, not `encoder` {self.encoder}")
         if self.encoder not in ENCODERS:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import process_alive, shown_path, stale_temporaries
 from .checkpoints import BEST_CHECKPOINT, CHECKPOINT, CheckpointError
-from .config import ConfigError
+from .config import BEFORE_SETTINGS, ConfigError
 
 LOCK = "run.lock"
 RUN_FILES = (CHECKPOINT, BEST_CHECKPOINT, "config.json", "vocab.json", "metrics.json", "captions.json", "readings.json")
@@ -148,10 +148,9 @@ def check_resumable(config):
         return
     saved = _saved_for_resume(path, "args")
     asked = config.as_strings()
-    # a setting added to the course after the run was saved had its default (for that model) then
-    defaults = config.replace(
-        **{f.name: f.default for f in dataclasses.fields(config) if f.name not in ("model", "out")}
-    )
+    # a setting added to the course after the run was saved: what the course did before it existed
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.name not in ("model", "out")}
+    defaults = config.replace(**{**defaults, **BEFORE_SETTINGS.get(config.model, {})})
     defaults = defaults.as_strings()
     for name, value in asked.items():
         if name in RESUMABLE_CHANGES:

@@ -86,20 +86,21 @@ def build_parser():
         "--cnn-blocks",
         type=int,
         default=None,
-        help="small_cnn's stride-2 blocks: 96 px images give a 6 x 6 grid with 4 (show_tell's default), "
-        "12 x 12 with 3 (attention's default)",
+        help="small_cnn's stride-2 blocks: 96 px images give a 12 x 12 grid with 3 (the default), 6 x 6 with 4",
     )
     p.add_argument(
         "--cnn-top-convs",
         type=int,
-        default=0,
-        help="small_cnn: stride-1 3 x 3 blocks after the stride-2 ones, each widening what a grid cell sees",
+        default=None,
+        help="small_cnn: stride-1 3 x 3 blocks after the stride-2 ones, each widening what a grid cell sees "
+        "(default: 1 for show_tell, so that a cell sees a whole shape; 0 for attention, whose maps it blurs)",
     )
     p.add_argument(
         "--image-at-output",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="--model show_tell: the image also enters the output layer at every word (m-RNN's multimodal "
-        "layer); with --cnn-blocks 3 --cnn-top-convs 1 it names the embedded scenes far more often",
+        "layer; on by default; --no-image-at-output: the output layer sees only the LSTM's state, as in the paper)",
     )
     p.add_argument(
         "--attention-penalty",

@@ -29,7 +29,7 @@ import pandas as pd
 
 from . import write_atomic
 from .checkpoints import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, save_checkpoint
-from .config import ConfigError
+from .config import BEFORE_SETTINGS, ConfigError
 from .run_folder import check_vocabulary, claimed, saved_json
 
 LABELS = {  # for the epoch's log line
@@ -518,6 +518,8 @@ def load_trained(out):
     vocab = Vocabulary.from_tokens(saved_json(out / "vocab.json", "id_to_token")["id_to_token"])
     if "encoder_weights" in config:
         config["encoder_weights"] = None  # the checkpoint holds them: download nothing
+    if saved["class"] == "ShowAndTell":  # saved before its small-CNN options existed: the model of then
+        config = {**BEFORE_SETTINGS["show_tell"], **config}
     model = {"ShowAndTell": ShowAndTell, "ShowAttendTell": ShowAttendTell}[saved["class"]].from_config(config)
     shape = (config["image_size"], config["image_size"], 3) if config["encoder"] else saved["input_shape"]
     model(np.zeros((1, *shape), "float32"), np.array([0]), np.array([[vocab.start_id, vocab.end_id]]))

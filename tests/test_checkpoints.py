@@ -128,9 +128,9 @@ def test_a_checkpoint_by_position_is_recognised(tmp_path, small_attention):
                 "hidden": 8,
                 "image_size": 32,
                 "cnn_width": 4,
-                "cnn_blocks": 3,
-                "cnn_top_convs": 1,
-                "image_at_output": True,
+                "cnn_blocks": 4,
+                "cnn_top_convs": 0,
+                "image_at_output": False,
             },
         ),
         (
@@ -159,5 +159,21 @@ def test_get_config_and_a_checkpoint_rebuild_the_same_model(tmp_path, cls, kwarg
     built(again)
     save_checkpoint(tmp_path / "c.npz", model)
     load_checkpoint(tmp_path / "c.npz", again)
+    x = (IMAGES, np.array([0, 1]), TOKENS)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(*x)), keras.ops.convert_to_numpy(model(*x)))
+
+
+def test_a_show_and_tell_run_saved_before_the_small_cnn_options_loads_as_the_model_it_was(tmp_path):
+    from helpers.text import SPECIALS
+    from helpers.training import load_trained
+
+    then = {"cnn_blocks": 4, "cnn_top_convs": 0, "image_at_output": False}  # the defaults before they were options
+    model = built(ShowAndTell(12, embed_dim=8, hidden=8, image_size=32, cnn_width=4, image_as="state", **then))
+    saved = {k: v for k, v in model.get_config().items() if k not in then}  # a config.json of that course version
+    (tmp_path / "config.json").write_text(json.dumps({"model": saved, "class": "ShowAndTell", "args": {}}))
+    (tmp_path / "vocab.json").write_text(json.dumps({"id_to_token": [*SPECIALS, *"abcdefgh"]}))
+    save_checkpoint(tmp_path / "checkpoint.npz", model)
+    again, _ = load_trained(tmp_path)
+    assert [getattr(again, k) for k in then] == list(then.values())
     x = (IMAGES, np.array([0, 1]), TOKENS)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(*x)), keras.ops.convert_to_numpy(model(*x)))

@@ -15,8 +15,11 @@ def test_defaults_depend_on_the_model():
         10,
         16,
     )
-    assert TrainConfig(model="show_tell", out="r").cnn_blocks == 4  # a 6 x 6 grid; attention looks over 12 x 12
-    assert TrainConfig(model="attention", out="r").cnn_blocks == 3
+    show_tell, attention = TrainConfig(model="show_tell", out="r"), TrainConfig(model="attention", out="r")
+    small_cnn = ("cnn_blocks", "cnn_top_convs", "image_at_output")
+    # both read a 12 x 12 grid; Show and Tell's cells see a whole shape and its output layer sees the image
+    assert [getattr(show_tell, name) for name in small_cnn] == [3, 1, True]
+    assert [getattr(attention, name) for name in small_cnn] == [3, 0, False]  # a wider cell blurs the maps
     crnn = TrainConfig(model="crnn", out="r")
     assert (crnn.epochs, crnn.batch_size, crnn.image_size) == (6, 64, 96)
     tuned = TrainConfig(model="show_tell", encoder="resnet50", fine_tune=3, out="r")
@@ -48,7 +51,7 @@ def test_defaults_depend_on_the_model():
         ({"model": "attention", "image_at_output": True}, "`image_at_output` is for `model` show_tell"),
         ({"cnn_blocks": 5}, "`cnn_blocks` must be 1 to 4, got 5"),
         ({"cnn_top_convs": -1}, "`cnn_top_convs` must be 0 or more, got -1"),
-        ({"encoder": "resnet50", "cnn_top_convs": 1}, "`cnn_top_convs` shape small_cnn, not `encoder` resnet50"),
+        ({"encoder": "resnet50", "cnn_top_convs": 2}, "`cnn_top_convs` shape small_cnn, not `encoder` resnet50"),
     ],
 )
 def test_a_bad_setting_is_one_sentence_naming_it(changes, message):
@@ -72,6 +75,11 @@ def test_every_flag_is_a_setting_and_the_parser_builds_the_same_config():
     assert config == TrainConfig(model="attention", epochs=3, paper_decoder=True, out="runs/a")
     assert list(config.as_strings()) == [f.name for f in dataclasses.fields(TrainConfig)]
     assert config.as_strings()["data"] == "None" and config.as_strings()["out"] == "runs/a"
+    paper = ["--model", "show_tell", "--no-image-at-output", "--cnn-blocks", "4", "--cnn-top-convs", "0", "--out", "r"]
+    assert config_from_args(paper)[1] == TrainConfig(
+        model="show_tell", image_at_output=False, cnn_blocks=4, cnn_top_convs=0, out="r"
+    )
+    assert config_from_args(["--model", "show_tell", "--out", "r"])[1].image_at_output is True
 
 
 def test_a_config_cannot_drift_from_what_was_validated():
