@@ -99,6 +99,7 @@ def fit(step, batches, size, *, model, optimizers, config, start=(0, []), on_epo
             total=len(epoch_batches),
             desc=f"epoch {epoch + 1}/{config.epochs}",
             unit="batch",
+            mininterval=0.5,  # fewer redraws: each is a message a notebook's kernel sends
             leave=False,
             disable=None if progress is None else not progress,
         )
