@@ -8,10 +8,13 @@ embedding size, H hidden size, V vocabulary.
 Per step t, with the previous state h_{t-1}:
     e_ti = v^T tanh(W_a a_i + b + W_h h_{t-1})      alpha_t = softmax(e_t)     z_t = sum_i alpha_ti a_i
     beta_t = sigmoid(w_b^T h_{t-1} + b_b)            (the "gating scalar")
-    h_t, c_t = LSTM(E w_{t-1}, h_{t-1}, c_{t-1})     (the paper: LSTM([E w_{t-1}, beta_t z_t], ...))
+    p_t = sum_i alpha_ti (x_i, y_i)                  (where it looked: the cells' coordinates)
+    h_t, c_t = LSTM([E w_{t-1}, p_t], h_{t-1}, c_{t-1})  (the paper: LSTM([E w_{t-1}, beta_t z_t], ...))
     p(w_t) = softmax(W_o [h_t, beta_t z_t])
 and h_0 = c_0 = 0 (the paper: tanh(W mean_i a_i)). By default the image reaches a word only
-through that step's context, so the map behind a word shows where the word came from; with
+through that step's context, so the map behind a word shows where the word came from; the
+LSTM learns *where* it looked (``where_into_lstm``), not *what* it saw there, so that it can
+look for the next object elsewhere and say how the two lie (notebook 06 measures it); with
 the paper's two extra paths (``init_from_mean``, ``context_into_lstm``) the decoder looks at
 an object a word or two early and names it from memory (notebook 06 measures both). The
 loss may add the doubly stochastic penalty lambda * sum_i (1 - sum_t alpha_ti)^2, which
@@ -26,8 +29,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from .decoding import compiled_step
-from .features import coordinate_channels, small_cnn, with_coordinates  # noqa: F401 (coordinate_channels: notebook 06)
+from .decoding import compiled_forward, compiled_step
+from .features import coordinate_channels, small_cnn, with_coordinates
 
 
 class AdditiveAttention(keras.layers.Layer):
@@ -77,6 +80,10 @@ class ShowAttendTell(keras.Model):
     penalty: lambda of the doubly stochastic penalty (0 switches it off).
     init_from_mean, context_into_lstm: the paper's other two paths from the image to the
     decoder (h_0, c_0 from the mean feature; the context as LSTM input); both off by default.
+    where_into_lstm: the LSTM also reads where this step's attention looked, the
+    attention-weighted (x, y) of the grid's cells in [-1, 1] (on by default; on the embedded
+    data, 10 epochs, two runs each: scene exact 0.79 and 0.82 against 0.73 and 0.74 without,
+    two-object scenes 0.75 against 0.57 and 0.58).
     """
 
     def __init__(
@@ -94,6 +101,7 @@ class ShowAttendTell(keras.Model):
         penalty=0.0,
         init_from_mean=False,
         context_into_lstm=False,
+        where_into_lstm=True,
         name="show_attend_tell",
         **kwargs,
     ):
@@ -106,6 +114,7 @@ class ShowAttendTell(keras.Model):
         self.cnn_top_convs = cnn_top_convs
         self.penalty = float(penalty)
         self.init_from_mean, self.context_into_lstm = bool(init_from_mean), bool(context_into_lstm)
+        self.where_into_lstm = bool(where_into_lstm)
         self.cnn = small_cnn(image_size, cnn_width, blocks=cnn_blocks, top_convs=cnn_top_convs) if encoder else None
         self.project = keras.layers.Dense(feature_dim, activation="relu", name="feature_projection")
         if init_from_mean:
@@ -133,6 +142,7 @@ class ShowAttendTell(keras.Model):
             penalty=self.penalty,
             init_from_mean=self.init_from_mean,
             context_into_lstm=self.context_into_lstm,
+            where_into_lstm=self.where_into_lstm,
         )
         return config
 
@@ -169,13 +179,18 @@ class ShowAttendTell(keras.Model):
         context, alpha = self.attention(state["features"], state["keys"], state["h"])
         beta = self.gate(state["h"])  # (N, 1): how much of the context this word gets
         context = beta * context
-        x = ops.concatenate([self.embed(words), context], axis=-1) if self.context_into_lstm else self.embed(words)
+        inputs = [self.embed(words)] + ([context] if self.context_into_lstm else [])
+        if self.where_into_lstm:  # where it looked, not what it saw: (N, 2)
+            inputs.append(ops.matmul(alpha, ops.cast(cell_coordinates(alpha.shape[-1]), alpha.dtype)))
+        x = ops.concatenate(inputs, axis=-1) if len(inputs) > 1 else inputs[0]
         h, (h, c) = self.cell(x, [state["h"], state["c"]], training=training)
         logits = self.logits(ops.concatenate([h, context], axis=-1))
         return logits, {**state, "h": h, "c": c, "alpha": alpha, "beta": beta[:, 0]}
 
+    @compiled_forward
     def teacher_forced(self, images, image_index, tokens, training=False):
-        """Logits (C, T - 1, V) for ``tokens[:, 1:]`` and the attention (C, T - 1, L) behind each."""
+        """Logits (C, T - 1, V) for ``tokens[:, 1:]`` and the attention (C, T - 1, L) behind each
+        (compiled when called on its own, not training: ``helpers.decoding.compiled_forward``)."""
         features = ops.take(self.encode(images, training=training), image_index, axis=0)
         state = self._start(features)
         logits, alphas = [], []
@@ -199,6 +214,13 @@ class ShowAttendTell(keras.Model):
         ``state['beta']`` (B,) the gate on its context."""
         logits, state = self._advance(tokens, state)
         return ops.log_softmax(logits, axis=-1), state
+
+
+def cell_coordinates(places):
+    """(L, 2): the x and y in [-1, 1] of the L = G x G cells of a grid, in the order of the
+    flattened features (``coordinate_channels``)."""
+    grid = int(round(places**0.5))
+    return coordinate_channels(grid).reshape(grid * grid, 2)
 
 
 def doubly_stochastic_penalty(alphas, targets, pad_id=0):
@@ -294,6 +316,7 @@ def grounding_scores(model, inputs, names, captions, vocab, boxes, image_size, m
         local = {name: i for i, name in enumerate(chunk)}
         refs = captions[captions.image.isin(local)]
         tokens = encode_captions(vocab, refs.caption, max_len)
+        tokens = np.pad(tokens, ((0, 0), (0, max_len - tokens.shape[1])))  # one length: one trace
         _, alphas = model.teacher_forced(inputs[start : start + len(chunk)], refs.image.map(local).to_numpy(), tokens)
         alphas = ops.convert_to_numpy(alphas)
         grid = int(round(alphas.shape[-1] ** 0.5))

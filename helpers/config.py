@@ -16,12 +16,38 @@ from .features import APPLICATIONS, ENCODERS
 
 MODELS = ("show_tell", "attention", "crnn")
 MODEL_DEFAULTS = {
-    "show_tell": {"epochs": 10, "batch_size": 16, "cnn_blocks": 3, "cnn_top_convs": 1, "image_at_output": True},
-    "attention": {"epochs": 10, "batch_size": 16, "cnn_blocks": 3, "cnn_top_convs": 0, "image_at_output": False},
-    "crnn": {"epochs": 6, "batch_size": 64, "cnn_top_convs": 0, "image_at_output": False},
+    "show_tell": {
+        "epochs": 10,
+        "batch_size": 16,
+        "captions_per_image": 0,
+        "cnn_blocks": 3,
+        "cnn_top_convs": 1,
+        "image_at_output": True,
+        "where_into_lstm": False,
+    },
+    "attention": {
+        "epochs": 10,
+        "batch_size": 16,
+        "captions_per_image": 2,  # of 5: as right at 10 epochs, each about 1.5x faster (the decoder unrolls)
+        "cnn_blocks": 3,
+        "cnn_top_convs": 0,
+        "image_at_output": False,
+        "where_into_lstm": True,
+    },
+    "crnn": {
+        "epochs": 6,
+        "batch_size": 64,
+        "captions_per_image": 0,
+        "cnn_top_convs": 0,
+        "image_at_output": False,
+        "where_into_lstm": False,
+    },
 }
 # what a run saved before these settings existed was trained with (its config.json lacks them)
-BEFORE_SETTINGS = {"show_tell": {"cnn_blocks": 4, "cnn_top_convs": 0, "image_at_output": False}}
+BEFORE_SETTINGS = {
+    "show_tell": {"cnn_blocks": 4, "cnn_top_convs": 0, "image_at_output": False},
+    "attention": {"captions_per_image": 0, "where_into_lstm": False},
+}
 
 
 class ConfigError(ValueError):
@@ -38,11 +64,14 @@ class TrainConfig:
 
     model: 'show_tell', 'attention' or 'crnn'. out: the run folder (checkpoint, metrics).
     epochs and batch_size default per model (captioners 10 and 16, crnn 6 and 64);
+    captions_per_image: how many of each image's captions an epoch trains on, drawn afresh
+    each epoch (0: all; attention's default 2, show_tell's 0: ``helpers.pipeline``);
     image_size to 96, or 224 when fine-tuning. data: a dataset folder, or None for
     ``helpers.data.find_dataset()`` (for crnn: where the rendered lines are cached).
     cnn_blocks and cnn_top_convs shape the small CNN (``helpers.features.small_cnn``; show_tell
     3 and 1, attention 3 and 0); image_at_output (show_tell's default) gives show_tell's output
-    layer the image at every word (``helpers.captioner``).
+    layer the image at every word (``helpers.captioner``); where_into_lstm (attention's
+    default) gives attention's LSTM where each step looked (``helpers.attention``).
     encoder_weights: 'imagenet', 'none' (or None) or a weights file. patience: stop after
     that many epochs without a better validation CIDEr (None: train every epoch). resume:
     continue the run in ``out``; overwrite: replace it (without either, a folder holding a
@@ -54,6 +83,7 @@ class TrainConfig:
     encoder: str = "small_cnn"
     epochs: int | None = None
     batch_size: int | None = None
+    captions_per_image: int | None = None
     seed: int = 0
     beam_width: int = 3
     learning_rate: float = 1e-3
@@ -67,6 +97,7 @@ class TrainConfig:
     cnn_blocks: int | None = None
     cnn_top_convs: int | None = None
     image_at_output: bool | None = None
+    where_into_lstm: bool | None = None
     attention_penalty: float = 0.0
     paper_decoder: bool = False
     lines: int = 24000
@@ -85,6 +116,7 @@ class TrainConfig:
             if getattr(self, name) is None:
                 fix(name, value)
         fix("image_at_output", bool(self.image_at_output))
+        fix("where_into_lstm", bool(self.where_into_lstm))
         if self.image_size is None:
             fix("image_size", 224 if self.fine_tune else 96)
         fix("out", Path(self.out))
@@ -101,6 +133,8 @@ class TrainConfig:
             raise ConfigError(f"`max_len` must be at least 3 (<start>, a word, <end>), got {self.max_len}")
         if self.cnn_blocks is not None and not 1 <= int(self.cnn_blocks) <= 4:
             raise ConfigError(f"`cnn_blocks` must be 1 to 4, got {self.cnn_blocks}")
+        if self.captions_per_image < 0:
+            raise ConfigError(f"`captions_per_image` must be 0 (all of them) or more, got {self.captions_per_image}")
         if self.cnn_top_convs < 0:
             raise ConfigError(f"`cnn_top_convs` must be 0 or more, got {self.cnn_top_convs}")
         if self.fine_tune < 0:
@@ -112,11 +146,15 @@ class TrainConfig:
             raise ConfigError(f"`strategy` must be default or mirrored, got {self.strategy!r}")
         if self.image_at_output and self.model != "show_tell":
             raise ConfigError("`image_at_output` is for `model` show_tell (attention's output layer has its context)")
+        if self.where_into_lstm and self.model != "attention":
+            raise ConfigError("`where_into_lstm` is for `model` attention (where its attention looked)")
         if self.model == "crnn":
             if self.strategy != "default":
                 raise ConfigError("`strategy` mirrored is for the captioners; the CRNN trains on one device")
             if self.encoder != "small_cnn":
                 raise ConfigError("`encoder` applies to the captioners; the CRNN has its own CNN")
+            if self.captions_per_image:
+                raise ConfigError("`captions_per_image` is for the captioners; a text line has one label")
             if self.cnn_blocks is not None or self.cnn_top_convs:
                 raise ConfigError(
                     "`cnn_blocks` and `cnn_top_convs` shape the captioners' small_cnn; the CRNN has its own CNN"

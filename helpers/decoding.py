@@ -3,7 +3,8 @@
 A model is seen only through ``step_fn(tokens, state) -> (log_probs, new_state)``:
 tokens int (B,), state an array or a nested structure (dict, list, tuple) of arrays whose
 leading dimension is B, log_probs (B, V) log-softmax. NumPy arrays and any Keras backend's
-tensors work. ``compiled_step`` makes a Keras model's step function fast on its backend.
+tensors work. ``compiled_step`` makes a Keras model's step function fast on its backend
+(``compiled_forward`` does the same for a teacher-forced pass).
 
 Every decoder returns one entry per item of the batch (N = leading dimension of
 ``initial_state``); an entry is a list of hypotheses, best first, each a pair
@@ -28,6 +29,31 @@ def compiled_step(step):
     import tensorflow as tf
 
     return tf.function(step, reduce_retracing=True)
+
+
+def compiled_forward(method):
+    """Decorator for a Keras model's teacher-forced pass ``method(self, images, image_index,
+    tokens, training=False)`` that unrolls its steps in Python: called outside any graph and
+    not training (validation, grounding), it runs compiled, traced once per input shape (an
+    unrolled pass run op by op costs most of an epoch's validation); inside a train step's
+    graph, or training, it runs as written. Other backends: left as it is."""
+    import functools
+
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return method
+    import tensorflow as tf
+
+    compiled = tf.function(method)
+
+    @functools.wraps(method)
+    def forward(self, images, image_index, tokens, training=False):
+        if training or tf.inside_function():
+            return method(self, images, image_index, tokens, training)
+        return compiled(self, images, image_index, tokens)
+
+    return forward
 
 
 def _map_state(fn, state):

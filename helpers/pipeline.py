@@ -1,6 +1,6 @@
 """The ``tf.data`` input pipeline of the captioners' teacher forcing: batches of images, each
-with all its captions, padded per batch, and their split between replicas under
-``tf.distribute``.
+with all its captions or a few drawn afresh each epoch, padded per batch, and their split
+between replicas under ``tf.distribute``.
 
 Shapes: N images in the dataset, B images in a batch, C captions in the batch, T tokens.
 """
@@ -17,11 +17,11 @@ def captions_by_image(caption_image):
     return {int(i): rows for i, rows in zip(images, np.split(order, starts[1:]))}
 
 
-def caption_pipeline(inputs, images, captions_of, tokens, batch_size, pad_to=None):
+def caption_pipeline(inputs, images, captions_of, tokens, batch_size, pad_to=None, captions_per_image=0):
     """The ``tf.data`` input pipeline of teacher forcing. Returns ``batches(order)``: a
     dataset of one epoch (it holds the epoch's inputs once more when listed), ``batch_size``
     images at a time in the given order (positions in ``images``; a last, smaller batch is
-    dropped), each image with all its captions, the captions padded to the **batch's**
+    dropped), each image with its captions, the captions padded to the **batch's**
     longest (not the data's: every padded step costs an LSTM step). Elements: (inputs
     (B, ...), image_index (C,) int32 into the batch's images, tokens (C, T_batch) int32).
 
@@ -29,25 +29,36 @@ def caption_pipeline(inputs, images, captions_of, tokens, batch_size, pad_to=Non
     captions_of: {image row: caption rows of ``tokens``}; tokens (N, T) padded with 0.
     pad_to: pad every batch to this length instead (a model that unrolls its steps in
     Python, like ``ShowAttendTell``, is traced once per length).
+    captions_per_image: each epoch, each image brings only this many of its captions, drawn
+    without replacement afresh each epoch (from ``order``: the same order, the same draw);
+    0 brings them all. Fewer captions make a step cheaper for the decoder while the CNN still
+    sees every image once an epoch.
     """
     import tensorflow as tf
 
-    chosen = tokens[np.concatenate([captions_of[i] for i in images])]
-    # images -> their captions -> their tokens, without padding
-    captions = tf.RaggedTensor.from_nested_row_lengths(
-        chosen[chosen != 0], [[len(captions_of[i]) for i in images], (chosen != 0).sum(1)]
-    )
     pixels = tf.constant(inputs[np.asarray(images)])
 
-    def assemble(positions):
-        batch = tf.gather(captions, positions)  # (B, captions, tokens), ragged
-        return (
-            tf.gather(pixels, positions),
-            tf.cast(batch.value_rowids(), tf.int32),
-            batch.values.to_tensor(0, shape=[None, pad_to]),
+    def batches(order):
+        rows = [captions_of[i] for i in images]  # images -> their captions -> their tokens
+        if captions_per_image:
+            rng = np.random.default_rng(np.asarray(order))  # the epoch's draw follows from its order
+            rows = [
+                r if len(r) <= captions_per_image else np.sort(rng.choice(r, captions_per_image, replace=False))
+                for r in rows
+            ]
+        chosen = tokens[np.concatenate(rows)]
+        captions = tf.RaggedTensor.from_nested_row_lengths(
+            chosen[chosen != 0], [[len(r) for r in rows], (chosen != 0).sum(1)]
         )
 
-    def batches(order):
+        def assemble(positions):
+            batch = tf.gather(captions, positions)  # (B, captions, tokens), ragged
+            return (
+                tf.gather(pixels, positions),
+                tf.cast(batch.value_rowids(), tf.int32),
+                batch.values.to_tensor(0, shape=[None, pad_to]),
+            )
+
         return (
             tf.data.Dataset.from_tensor_slices(np.asarray(order)).batch(batch_size, drop_remainder=True).map(assemble)
         )

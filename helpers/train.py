@@ -48,7 +48,16 @@ def build_parser():
         "--batch-size",
         type=int,
         default=None,
-        help="images per batch, each with all its captions (default 16); text lines for crnn (default 64)",
+        help="images per batch, each with its captions (default 16); text lines for crnn (default 64)",
+    )
+    p.add_argument(
+        "--captions-per-image",
+        type=int,
+        default=None,
+        metavar="K",
+        help="captioners: each epoch, each image brings K of its captions, drawn afresh each epoch "
+        "(0: all of them; default 2 for attention, whose unrolled decoder makes every caption costly, "
+        "0 for show_tell)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beam-width", type=int, default=3)
@@ -101,6 +110,13 @@ def build_parser():
         default=None,
         help="--model show_tell: the image also enters the output layer at every word (m-RNN's multimodal "
         "layer; on by default; --no-image-at-output: the output layer sees only the LSTM's state, as in the paper)",
+    )
+    p.add_argument(
+        "--where-into-lstm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--model attention: its LSTM also reads where each step's attention looked, the weighted (x, y) "
+        "of the grid (on by default; --no-where-into-lstm: the LSTM reads only the words)",
     )
     p.add_argument(
         "--attention-penalty",

@@ -20,6 +20,7 @@ order depends only on the seed and the epoch number.
 
 import dataclasses
 import functools
+import inspect
 import json
 import time
 from pathlib import Path
@@ -234,6 +235,7 @@ def build_captioner(config, vocab_size):
             penalty=config.attention_penalty,
             init_from_mean=config.paper_decoder,
             context_into_lstm=config.paper_decoder,
+            where_into_lstm=config.where_into_lstm,
         )
     from .captioner import ShowAndTell
 
@@ -314,6 +316,7 @@ def _train_captioner(config, log, progress):
             tokens,
             config.batch_size,
             pad_to=tokens.shape[1] if unrolled else None,
+            captions_per_image=config.captions_per_image,
         )
         # any number of images, captions and caption lengths: one trace (an unrolled model keeps
         # its static shapes, which its long graph needs to run fast)
@@ -519,9 +522,12 @@ def load_trained(out):
     vocab = Vocabulary.from_tokens(saved_json(out / "vocab.json", "id_to_token")["id_to_token"])
     if "encoder_weights" in config:
         config["encoder_weights"] = None  # the checkpoint holds them: download nothing
-    if saved["class"] == "ShowAndTell":  # saved before its small-CNN options existed: the model of then
-        config = {**BEFORE_SETTINGS["show_tell"], **config}
-    model = {"ShowAndTell": ShowAndTell, "ShowAttendTell": ShowAttendTell}[saved["class"]].from_config(config)
+    cls, name = {"ShowAndTell": (ShowAndTell, "show_tell"), "ShowAttendTell": (ShowAttendTell, "attention")}[
+        saved["class"]
+    ]
+    options = inspect.signature(cls).parameters  # saved before an option existed: the model of then
+    config = {**{k: v for k, v in BEFORE_SETTINGS[name].items() if k in options}, **config}
+    model = cls.from_config(config)
     shape = (config["image_size"], config["image_size"], 3) if config["encoder"] else saved["input_shape"]
     model(np.zeros((1, *shape), "float32"), np.array([0]), np.array([[vocab.start_id, vocab.end_id]]))
     best = out / BEST_CHECKPOINT  # the epoch the test scores are of

@@ -57,6 +57,31 @@ def test_step_function_replays_teacher_forcing(model):
     assert alphas.shape == (2, 4, 16)  # 32 px / 2**3 blocks = a 4 x 4 grid
 
 
+def test_teacher_forcing_run_on_its_own_is_compiled_and_gives_what_it_gives_op_by_op(model):
+    # validation and grounding call it outside any graph: compiled there, it must not change a number
+    m, images = model
+    tokens, index = tf.constant([[1, 5, 6, 2, 0], [1, 7, 8, 9, 2]]), tf.constant([0, 1])
+    compiled = m.teacher_forced(images, index, tokens)
+    op_by_op = type(m).teacher_forced.__wrapped__(m, images, index, tokens)
+    for ours, reference in zip(compiled, op_by_op):
+        np.testing.assert_allclose(ours, reference, atol=1e-6)
+
+
+def test_the_lstm_reads_where_each_step_looked_in_the_order_of_the_flattened_features(tiny_attention):
+    from keras import ops
+
+    from helpers.attention import cell_coordinates, with_coordinates
+
+    grid = ops.convert_to_numpy(with_coordinates(np.zeros((1, 4, 4, 3), "float32")))[0, ..., -2:]
+    np.testing.assert_array_equal(cell_coordinates(16), grid.reshape(16, 2))  # cell i of alpha is feature i
+    with_where, without = tiny_attention(), tiny_attention(where_into_lstm=False)
+    images = tf.constant(np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
+    for m in (with_where, without):
+        m(images, tf.constant([0, 1]), tf.constant([[1, 5, 2], [1, 7, 2]]))
+    # the LSTM's input: the word's embedding, and with the option two more numbers, (x, y)
+    assert with_where.cell.kernel.shape[0] == without.cell.kernel.shape[0] + 2 == with_where.embed_dim + 2
+
+
 def test_the_penalty_reaches_the_losses_only_when_switched_on(model, tiny_attention):
     m, images = model
     tokens = tf.constant([[1, 5, 6, 2], [1, 7, 2, 0]])
@@ -127,19 +152,29 @@ def test_the_random_object_baseline_against_sampling():
         assert random_object_share(box, objects, (96, 96)) == pytest.approx(inside.mean(), abs=0.005)
 
 
-def test_by_default_the_image_reaches_words_only_through_attention(tiny_attention):
-    # zero attention weights on the image (W_a = 0, v = 0 -> uniform maps over blank features) and
-    # the start state: with the default design the first step's logits cannot depend on the image
-    tf.keras.utils.set_random_seed(3)
-    m = tiny_attention()
+def test_the_image_reaches_words_only_through_attention_and_where_it_looked(tiny_attention):
+    # no context (gate beta = 0) and the zero start state: the first word can depend on the image
+    # only through where the map looked (where_into_lstm), and with uniform maps (v = 0) not at all
     images = tf.constant(np.random.default_rng(4).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
-    m(images, tf.constant([0, 1]), tf.constant([[1, 5, 2], [1, 5, 2]]))
-    state = m.initial_state(images)
-    assert np.all(state["h"].numpy() == 0) and np.all(state["c"].numpy() == 0)
-    gate = m.gate.get_weights()
-    m.gate.set_weights([np.zeros_like(w) for w in gate[:1]] + [np.full_like(gate[1], -1e4)])  # beta = 0: no context
-    log_probs, _ = m.step(tf.constant([1, 1]), state)
-    assert np.allclose(log_probs[0], log_probs[1], atol=1e-6)
+
+    def first_words(where, uniform):
+        tf.keras.utils.set_random_seed(3)
+        m = tiny_attention(where_into_lstm=where)
+        m(images, tf.constant([0, 1]), tf.constant([[1, 5, 2], [1, 5, 2]]))
+        state = m.initial_state(images)
+        assert np.all(state["h"].numpy() == 0) and np.all(state["c"].numpy() == 0)
+        gate = m.gate.get_weights()
+        m.gate.set_weights([np.zeros_like(w) for w in gate[:1]] + [np.full_like(gate[1], -1e4)])
+        if uniform:
+            m.attention.v.set_weights([np.zeros_like(w) for w in m.attention.v.get_weights()])
+        log_probs, _ = m.step(tf.constant([1, 1]), state)
+        return log_probs.numpy()
+
+    for where, uniform in ((False, False), (True, True)):
+        same = first_words(where, uniform)
+        assert np.allclose(same[0], same[1], atol=1e-6), (where, uniform)
+    apart = first_words(True, False)  # the maps differ between the images: so does where they looked
+    assert not np.allclose(apart[0], apart[1], atol=1e-6)
 
 
 class LooksAt:

@@ -60,3 +60,30 @@ def test_captions_by_image_equals_pandas_groupby():
     reference = pd.Series(caption_image).groupby(caption_image).indices
     assert list(ours) == sorted(int(i) for i in reference)
     assert all(np.array_equal(ours[i], reference[i]) for i in ours)
+
+
+def test_captions_per_image_draws_that_many_of_each_image_anew_each_epoch_and_the_same_on_a_rerun(toy):
+    from helpers.pipeline import caption_pipeline
+
+    inputs, captions_of, tokens = toy
+    images = np.arange(11)
+    batches = caption_pipeline(inputs, images, captions_of, tokens, batch_size=11, pad_to=10, captions_per_image=2)
+
+    def drawn(order):
+        ((x, image_index, batch_tokens),) = list(batches(order))
+        caption_rows = {tuple(t) for t in tokens.tolist()}  # the toy's captions are all distinct
+        assert len(caption_rows) == len(tokens)
+        picked = {}
+        for position, row in zip(image_index.numpy(), batch_tokens.numpy().tolist()):
+            image = images[order[position]]
+            picked.setdefault(image, []).append(tokens.tolist().index(row))
+        return {i: sorted(rows) for i, rows in picked.items()}
+
+    first = drawn(np.random.default_rng(1).permutation(11))
+    for image, rows in first.items():  # two of its own, or all it has when it has fewer
+        assert len(rows) == min(2, len(captions_of[image])) and len(set(rows)) == len(rows)
+        assert set(rows) <= set(captions_of[image].tolist())
+    assert set(first) == set(range(11))  # every image is still seen
+    assert drawn(np.random.default_rng(1).permutation(11)) == first  # the same order, the same draw (resume)
+    draws = [drawn(np.random.default_rng(seed).permutation(11)) for seed in range(2, 8)]
+    assert any(d != first for d in draws)  # other epochs, other captions

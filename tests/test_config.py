@@ -20,6 +20,9 @@ def test_defaults_depend_on_the_model():
     # both read a 12 x 12 grid; Show and Tell's cells see a whole shape and its output layer sees the image
     assert [getattr(show_tell, name) for name in small_cnn] == [3, 1, True]
     assert [getattr(attention, name) for name in small_cnn] == [3, 0, False]  # a wider cell blurs the maps
+    # attention unrolls its decoder over every caption: it trains on 2 of each image's 5 an epoch
+    assert (show_tell.captions_per_image, attention.captions_per_image) == (0, 2)
+    assert (show_tell.where_into_lstm, attention.where_into_lstm) == (False, True)  # where attention looked
     crnn = TrainConfig(model="crnn", out="r")
     assert (crnn.epochs, crnn.batch_size, crnn.image_size) == (6, 64, 96)
     tuned = TrainConfig(model="show_tell", encoder="resnet50", fine_tune=3, out="r")
@@ -51,6 +54,10 @@ def test_defaults_depend_on_the_model():
         ({"model": "attention", "image_at_output": True}, "`image_at_output` is for `model` show_tell"),
         ({"cnn_blocks": 5}, "`cnn_blocks` must be 1 to 4, got 5"),
         ({"cnn_top_convs": -1}, "`cnn_top_convs` must be 0 or more, got -1"),
+        ({"where_into_lstm": True}, "`where_into_lstm` is for `model` attention"),
+        ({"model": "crnn", "where_into_lstm": True}, "`where_into_lstm` is for `model` attention"),
+        ({"captions_per_image": -1}, "`captions_per_image` must be 0 (all of them) or more, got -1"),
+        ({"model": "crnn", "captions_per_image": 2}, "`captions_per_image` is for the captioners"),
         ({"encoder": "resnet50", "cnn_top_convs": 2}, "`cnn_top_convs` shape small_cnn, not `encoder` resnet50"),
     ],
 )

@@ -187,6 +187,16 @@ def test_a_run_saved_before_the_small_cnn_settings_counts_as_trained_the_way_the
                 check_resumable(config(out, resume=True, model=model, cnn_blocks=4))
 
 
+def test_an_attention_run_saved_before_captions_per_image_existed_counts_as_trained_on_every_caption(tmp_path):
+    out = finished_run(tmp_path / "attention", model="attention", captions_per_image=0)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["args"]["captions_per_image"]  # a run of a course version without the setting
+    (out / "config.json").write_text(json.dumps(saved))
+    check_resumable(config(out, resume=True, model="attention", captions_per_image=0))
+    with pytest.raises(ConfigError, match="`captions_per_image` 0, not 2"):  # today's default draws 2
+        check_resumable(config(out, resume=True, model="attention"))
+
+
 def test_resume_refuses_another_vocabulary_of_the_same_size(tmp_path):
     out = finished_run(tmp_path / "run")
     check_vocabulary(config(out, resume=True), Vocabulary(["a red star", "a red ring", "a blue ring"]))
