@@ -31,24 +31,14 @@ def main():
     args = parser.parse_args()
 
     import keras
-    import numpy as np
 
     from helpers.attention import ShowAttendTell
-    from helpers.data import load_flickr30k, load_image, make_mini_flickr
-    from helpers.pipeline import caption_pipeline, captions_by_image
+    from helpers.pipeline import caption_pipeline
     from helpers.teacher_forcing import make_train_step
-    from helpers.text import Vocabulary, encode_captions
 
     helpers.seed_everything(0)
-    n = args.images_per_batch * (args.steps + 1)  # a warm-up batch, then the timed ones
-    with tempfile.TemporaryDirectory() as tmp:
-        df = load_flickr30k(make_mini_flickr(Path(tmp) / "mini", n_images=n, progress=False))
-        images = df.drop_duplicates("image").reset_index(drop=True)
-        pixels = np.stack([load_image(p) for p in images.path])
-    vocab = Vocabulary(df.caption)
-    tokens = encode_captions(vocab, df.caption, 30)
-    captions_of = captions_by_image(df.image.map({name: i for i, name in enumerate(images.image)}).to_numpy())
-    order = np.arange(len(images))
+    # a warm-up batch, then the timed ones
+    pixels, vocab, tokens, captions_of, order = embedded_training_data(args.images_per_batch * (args.steps + 1))
 
     def time_steps(k):
         helpers.seed_everything(0)  # the same initial weights for both sides
@@ -82,6 +72,26 @@ def main():
             }
         )
     )
+
+
+def embedded_training_data(n_images):
+    """``n_images`` of the embedded dataset, drawn afresh, as ``helpers.training`` hands them to
+    ``helpers.pipeline.caption_pipeline``: (pixels (N, S, S, 3), vocabulary, tokens (C, 30),
+    {image row: caption rows}, the image rows in order)."""
+    import numpy as np
+
+    from helpers.data import load_flickr30k, load_image, make_mini_flickr
+    from helpers.pipeline import captions_by_image
+    from helpers.text import Vocabulary, encode_captions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        df = load_flickr30k(make_mini_flickr(Path(tmp) / "mini", n_images=n_images, progress=False))
+        images = df.drop_duplicates("image").reset_index(drop=True)
+        pixels = np.stack([load_image(p) for p in images.path])
+    vocab = Vocabulary(df.caption)
+    tokens = encode_captions(vocab, df.caption, 30)
+    captions_of = captions_by_image(df.image.map({name: i for i, name in enumerate(images.image)}).to_numpy())
+    return pixels, vocab, tokens, captions_of, np.arange(len(images))
 
 
 if __name__ == "__main__":

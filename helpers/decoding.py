@@ -51,7 +51,8 @@ def compiled_forward(method):
     def forward(self, images, image_index, tokens, training=False):
         if training or tf.inside_function():
             return method(self, images, image_index, tokens, training)
-        return compiled(self, images, image_index, tokens)
+        # bound as tf.function binds methods: one function per model, which can build its weights
+        return compiled.__get__(self, type(self))(images, image_index, tokens)
 
     return forward
 

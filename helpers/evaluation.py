@@ -41,7 +41,8 @@ def decode_images(model, inputs, vocab, max_len, beam_width=None):
 def validation_scores(model, data, max_len, split="val"):
     """{val_loss, val_bleu4, val_cider} on the images of ``split``: the teacher-forced
     cross-entropy per word (as training measures it, without penalties) and greedy BLEU-4 and
-    CIDEr against each image's captions."""
+    CIDEr against each image's captions; and ``val_grounding`` (``grounding_of``'s grounding)
+    for an attention model on data with boxes, from the same teacher-forced pass."""
     from .teacher_forcing import masked_loss_and_accuracy
     from .text import encode_captions
 
@@ -51,16 +52,28 @@ def validation_scores(model, data, max_len, split="val"):
     tokens = encode_captions(data.vocab, captions.caption, max_len)
     tokens = np.pad(tokens, ((0, 0), (0, max_len - tokens.shape[1])))  # as the grounding pads them: shared traces
     inputs = data.inputs_of(names)
+    grounded = hasattr(model, "teacher_forced") and bool(data.boxes)  # attention: where it looks, too
+    if grounded:
+        from .attention import grounding, grounding_pairs
     total = words = 0.0
+    pairs = []
     for start in range(0, len(names), CHUNK // 4):  # 64 images and their captions at a time
         picked = (rows >= start) & (rows < start + CHUNK // 4)
         targets = tokens[picked]  # every chunk one length: a compiled pass is traced once (the loss is masked)
-        logits = model(inputs[start : start + CHUNK // 4], rows[picked] - start, targets, training=False)
+        chunk = (inputs[start : start + CHUNK // 4], rows[picked] - start, targets)
+        if grounded:
+            logits, alphas = model.teacher_forced(*chunk)
+            pairs += grounding_pairs(alphas, captions.image[picked], targets, data.vocab, data.boxes)
+        else:
+            logits = model(*chunk, training=False)
         loss, _ = masked_loss_and_accuracy(targets[:, 1:], logits)
         count = float((targets[:, 1:] != 0).sum())
         total, words = total + float(loss) * count, words + count
     scores = caption_scores(data.references(split), dict(zip(names, decode_images(model, inputs, data.vocab, max_len))))
-    return {"val_loss": total / words, "val_bleu4": scores["bleu4"], "val_cider": scores["cider"]}
+    result = {"val_loss": total / words, "val_bleu4": scores["bleu4"], "val_cider": scores["cider"]}
+    if grounded and pairs:
+        result["val_grounding"] = grounding(pairs, data.sizes_of(names))["grounding"]
+    return result
 
 
 def evaluate_captioner(model, data, max_len, beam_width):

@@ -276,7 +276,7 @@ def _train_captioner(config, log, progress):
     import tensorflow as tf
 
     from . import seed_everything
-    from .evaluation import evaluate_captioner, grounding_of, validation_scores
+    from .evaluation import evaluate_captioner, validation_scores
     from .pipeline import caption_pipeline, captions_by_image, replica_batches
     from .teacher_forcing import make_train_step, trainable_parts
     from .text import encode_captions
@@ -344,9 +344,7 @@ def _train_captioner(config, log, progress):
         Returns True to stop: ``config.patience`` epochs without a better CIDEr."""
         if not validated:
             return False
-        record.update(validation_scores(model, data, config.max_len))
-        if unrolled and data.boxes:  # attention: how well it looks, on held-out images
-            record["val_grounding"] = grounding_of(model, data, "val", config.max_len)["grounding"]
+        record.update(validation_scores(model, data, config.max_len))  # attention's: val_grounding too
         history = [*before, record]
         if best_epoch(history)[0] == record["epoch"]:
             save_checkpoint(config.out / BEST_CHECKPOINT, model, meta={"epoch": record["epoch"]})

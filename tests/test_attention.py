@@ -67,6 +67,24 @@ def test_teacher_forcing_run_on_its_own_is_compiled_and_gives_what_it_gives_op_b
         np.testing.assert_allclose(ours, reference, atol=1e-6)
 
 
+def test_each_model_has_its_own_compiled_pass_which_does_not_keep_it_alive(tiny_attention):
+    # a model's first pass builds its weights, after other models' passes too (one shared
+    # tf.function refuses: "creating variables on a non-first call"); and rerunning notebook
+    # 06's training cell must free the models it trained before
+    import gc
+    import weakref
+
+    images = tf.constant(np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
+    index, tokens = tf.constant([0, 1]), tf.constant([[1, 5, 6, 2], [1, 7, 2, 0]])
+    tiny_attention().teacher_forced(images, index, tokens)
+    m = tiny_attention()
+    m.teacher_forced(images, index, tokens)  # unbuilt: builds and traces
+    gone = [weakref.ref(m), weakref.ref(m.cell.kernel)]  # the model, and the weights its trace captured
+    del m
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None]
+
+
 def test_the_lstm_reads_where_each_step_looked_in_the_order_of_the_flattened_features(tiny_attention):
     from keras import ops
 

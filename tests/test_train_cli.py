@@ -367,6 +367,17 @@ def test_attention_writes_grounding_and_loads_back(small, tmp_path):
     saved = json.loads((out / "captions.json").read_text())["greedy"]
     assert [vocab.decode(o[0][0]) or "<empty>" for o in decoded] == [saved[n] for n in test.image]
 
+    # validation's grounding comes from its loss's teacher-forced pass: it must be grounding_scores'
+    from helpers.attention import grounding_scores
+    from helpers.data import load_boxes
+
+    captions = load_flickr30k(small)
+    val = captions.query("split == 'val'").drop_duplicates("image")
+    x = np.stack([load_image(p, size=(32, 32)) for p in val.path])
+    sizes = {n: load_image(p).shape[:2] for n, p in zip(val.image, val.path)}
+    again = grounding_scores(model, x, list(val.image), captions, vocab, load_boxes(small), sizes, max_len=20)
+    assert metrics["history"][-1]["val_grounding"] == pytest.approx(again["grounding"], abs=1e-9)
+
 
 def test_mirrored_strategy_trains(small, tmp_path):
     done = run(*FAST, "--data", small, "--epochs", 1, "--strategy", "mirrored", "--out", tmp_path / "m")
