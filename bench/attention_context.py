@@ -6,8 +6,8 @@ vs. as a batched matrix product, same model, same batches.
 ``AdditiveAttention`` computes the context as (N, 1, L) @ (N, L, F); the einsum
 "nl,nlf->nf" gives the same numbers, but its gradient, taken once per unrolled step, runs
 through TensorFlow's generic einsum kernels. Each side runs in a process of its own, the two in
-turn for R rounds, and each reports its median: in one process, two models of the same code
-trained in alternation ran 1.35-1.56x apart, the slower one whichever was built first or second.
+turn for R rounds, and each reports its median: in one process, of two models of the same code
+trained in alternation, the one built earlier ran 1.35-1.56x slower.
 Prints a line per side and, last, a JSON object ending with "ratio" (einsum's time per step /
 the matrix product's).
 """
