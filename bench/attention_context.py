@@ -6,23 +6,19 @@ vs. as a batched matrix product, same model, same batches.
 ``AdditiveAttention`` computes the context as (N, 1, L) @ (N, L, F); the einsum
 "nl,nlf->nf" gives the same numbers, but its gradient, taken once per unrolled step, runs
 through TensorFlow's generic einsum kernels. Each side runs in a process of its own, the two in
-turn for R rounds, and each reports its median: in one process, of two models of the same code
-trained in alternation, the one built earlier ran 1.35-1.56x slower.
+turn for R rounds, and each reports its median (``attention_steps`` says why).
 Prints a line per side and, last, a JSON object ending with "ratio" (einsum's time per step /
 the matrix product's).
 """
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from captions_per_image import embedded_training_data  # noqa: E402  (this folder's: the same batches)
+from attention_steps import embedded_training_data, median_ms_by_side, ms_per_step  # noqa: E402  (this folder's)
 
 import helpers  # noqa: E402  (quiets TensorFlow first)
 
@@ -37,18 +33,11 @@ def main():
     if args.side:
         print(json.dumps(time_side(args.side, args.steps, args.images_per_batch)))
         return
-    runs = {side: [] for side in SIDES}
-    for _ in range(args.rounds):
-        for side in SIDES:
-            command = [sys.executable, __file__, "--side", side, "--steps", str(args.steps)]
-            done = subprocess.run([*command, "--images-per-batch", str(args.images_per_batch)], capture_output=True)
-            if done.returncode:
-                sys.exit(done.stderr.decode())
-            runs[side].append(json.loads(done.stdout.decode().strip().splitlines()[-1]))
-    ms = {side: statistics.median(r["ms"] for r in runs[side]) for side in SIDES}
-    first = runs["matmul"][0]
-    print(f"attention train step, {args.images_per_batch} images and {first['captions']} captions a batch, ", end="")
-    print(f"{first['tokens']} tokens, {args.steps} steps, median of {args.rounds} processes each")
+    shared = ["--steps", str(args.steps), "--images-per-batch", str(args.images_per_batch)]
+    ms, first = median_ms_by_side(__file__, SIDES, shared, args.rounds)
+    batch = f"{args.images_per_batch} images and {first['matmul']['captions']} captions a batch"
+    print(f"attention train step, {batch}, {first['matmul']['tokens']} tokens, ", end="")
+    print(f"{args.steps} steps, median of {args.rounds} processes each")
     print(f"  the context as an einsum:          {ms['einsum']:.0f} ms per step")
     print(f"  the context as a batched product:  {ms['matmul']:.0f} ms per step")
     result = {"images_per_batch": args.images_per_batch, "einsum_ms": round(ms["einsum"], 1)}
@@ -60,13 +49,11 @@ SIDES = ("einsum", "matmul")
 
 
 def time_side(side, steps, images_per_batch):
-    """{"ms": mean time per train step, "captions", "tokens"} of one side, after a warm-up step."""
-    import keras
+    """{"ms": mean time per train step, "captions": a batch's, "tokens"} of one side."""
     from keras import ops
 
     from helpers.attention import AdditiveAttention, ShowAttendTell
     from helpers.pipeline import caption_pipeline
-    from helpers.teacher_forcing import make_train_step
 
     class EinsumAttention(AdditiveAttention):
         def call(self, features, keys, h):
@@ -79,18 +66,12 @@ def time_side(side, steps, images_per_batch):
     batches = caption_pipeline(
         pixels, order, captions_of, tokens, images_per_batch, pad_to=tokens.shape[1], captions_per_image=2
     )
-    first, *timed = list(batches(order))
+    batches = list(batches(order))
     model = ShowAttendTell(len(vocab))
     if side == "einsum":
         model.attention = EinsumAttention(model.attention_dim, name="attention")
-    step = make_train_step(model, keras.optimizers.Adam(1e-3))
-    step(*first)  # warm-up: builds weights, traces the graph
-    start = time.perf_counter()
-    for batch in timed:
-        loss, _, _ = step(*batch)
-    float(loss)  # wait for the last step to finish
-    ms = (time.perf_counter() - start) / len(timed) * 1000
-    return {"ms": ms, "captions": int(first[2].shape[0]), "tokens": int(tokens.shape[1])}
+    ms = ms_per_step(model, batches)
+    return {"ms": ms, "captions": int(batches[0][2].shape[0]), "tokens": int(tokens.shape[1])}
 
 
 if __name__ == "__main__":

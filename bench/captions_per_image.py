@@ -1,26 +1,29 @@
-"""Attention train step with every caption of each image vs. K of them, same images, one run.
+"""Attention train step with every caption of each image vs. K of them, same images.
 
-    python bench/captions_per_image.py [--steps N] [--captions-per-image K] [--images-per-batch B]
+    python bench/captions_per_image.py [--steps N] [--captions-per-image K] [--images-per-batch B] [--rounds R]
 
 An epoch has one step per B images either way (the CNN sees each image once), so the ratio
 of the times per step is the ratio of the epochs' times. The decoder's work grows with the
 captions in a batch (B x 5 or B x K, each unrolled over the data's longest caption), the
 CNN's does not: the ratio says how much of a step the decoder was. Both sides train the
 same model from the same initial weights on batches from ``helpers.pipeline.caption_pipeline``,
-as ``helpers.training`` builds them. Prints a line per side and, last, a JSON object ending
+as ``helpers.training`` builds them, each in a process of its own, the two in turn for R
+rounds, and each reports its median. Prints a line per side and, last, a JSON object ending
 with "ratio" (all captions' time per step / K captions').
 """
 
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from attention_steps import embedded_training_data, median_ms_by_side, ms_per_step  # noqa: E402  (this folder's)
+
 import helpers  # noqa: E402  (quiets TensorFlow first)
+
+SIDES = ("every", "some")
 
 
 def main():
@@ -28,70 +31,39 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--captions-per-image", type=int, default=2)
     parser.add_argument("--images-per-batch", type=int, default=16, help="images per batch (the default's 16)")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per side, the two sides in turn")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, in this process
     args = parser.parse_args()
+    k, per_batch = args.captions_per_image, args.images_per_batch
+    if args.side:
+        print(json.dumps(time_side(0 if args.side == "every" else k, args.steps, per_batch)))
+        return
+    shared = ["--steps", str(args.steps), "--captions-per-image", str(k), "--images-per-batch", str(per_batch)]
+    ms, first = median_ms_by_side(__file__, SIDES, shared, args.rounds)
+    print(f"attention train step, {per_batch} images a batch, {first['every']['tokens']} tokens, ", end="")
+    print(f"{args.steps} steps, median of {args.rounds} processes each")
+    print(f"  every caption ({first['every']['captions']} a batch): {ms['every']:.0f} ms per step")
+    print(f"  {k} per image ({first['some']['captions']} a batch): {ms['some']:.0f} ms per step")
+    result = {"images_per_batch": per_batch, "captions_per_image": k, "every_caption_ms": round(ms["every"], 1)}
+    result.update(some_captions_ms=round(ms["some"], 1), ratio=round(ms["every"] / ms["some"], 2))
+    print(json.dumps(result))
 
-    import keras
 
+def time_side(k, steps, images_per_batch):
+    """{"ms": mean time per train step, "captions": a batch's, "tokens"} with ``k`` captions per
+    image (0: all of them)."""
     from helpers.attention import ShowAttendTell
     from helpers.pipeline import caption_pipeline
-    from helpers.teacher_forcing import make_train_step
 
-    helpers.seed_everything(0)
+    helpers.seed_everything(0)  # the same data and initial weights for both sides
     # a warm-up batch, then the timed ones
-    pixels, vocab, tokens, captions_of, order = embedded_training_data(args.images_per_batch * (args.steps + 1))
-
-    def time_steps(k):
-        helpers.seed_everything(0)  # the same initial weights for both sides
-        model = ShowAttendTell(len(vocab))
-        batches = caption_pipeline(
-            pixels, order, captions_of, tokens, args.images_per_batch, pad_to=tokens.shape[1], captions_per_image=k
-        )
-        step = make_train_step(model, keras.optimizers.Adam(1e-3))
-        first, *timed = list(batches(order))
-        step(*first)  # warm-up: builds weights, traces the graph
-        start = time.perf_counter()
-        for batch in timed:
-            loss, _, _ = step(*batch)
-        float(loss)  # wait for the last step to finish
-        return (time.perf_counter() - start) / len(timed) * 1000, int(timed[0][2].shape[0])
-
-    every_ms, every_captions = time_steps(0)
-    some_ms, some_captions = time_steps(args.captions_per_image)
-    padded = tokens.shape[1]
-    print(f"attention train step, {args.images_per_batch} images a batch, {padded} tokens, {args.steps} steps")
-    print(f"  every caption ({every_captions} a batch): {every_ms:.0f} ms per step")
-    print(f"  {args.captions_per_image} per image ({some_captions} a batch): {some_ms:.0f} ms per step")
-    print(
-        json.dumps(
-            {
-                "images_per_batch": args.images_per_batch,
-                "captions_per_image": args.captions_per_image,
-                "every_caption_ms": round(every_ms, 1),
-                "some_captions_ms": round(some_ms, 1),
-                "ratio": round(every_ms / some_ms, 2),
-            }
-        )
+    pixels, vocab, tokens, captions_of, order = embedded_training_data(images_per_batch * (steps + 1))
+    batches = caption_pipeline(
+        pixels, order, captions_of, tokens, images_per_batch, pad_to=tokens.shape[1], captions_per_image=k
     )
-
-
-def embedded_training_data(n_images):
-    """``n_images`` of the embedded dataset, drawn afresh, as ``helpers.training`` hands them to
-    ``helpers.pipeline.caption_pipeline``: (pixels (N, S, S, 3), vocabulary, tokens (C, 30),
-    {image row: caption rows}, the image rows in order)."""
-    import numpy as np
-
-    from helpers.data import load_flickr30k, load_image, make_mini_flickr
-    from helpers.pipeline import captions_by_image
-    from helpers.text import Vocabulary, encode_captions
-
-    with tempfile.TemporaryDirectory() as tmp:
-        df = load_flickr30k(make_mini_flickr(Path(tmp) / "mini", n_images=n_images, progress=False))
-        images = df.drop_duplicates("image").reset_index(drop=True)
-        pixels = np.stack([load_image(p) for p in images.path])
-    vocab = Vocabulary(df.caption)
-    tokens = encode_captions(vocab, df.caption, 30)
-    captions_of = captions_by_image(df.image.map({name: i for i, name in enumerate(images.image)}).to_numpy())
-    return pixels, vocab, tokens, captions_of, np.arange(len(images))
+    batches = list(batches(order))
+    ms = ms_per_step(ShowAttendTell(len(vocab)), batches)
+    return {"ms": ms, "captions": int(batches[0][2].shape[0]), "tokens": int(tokens.shape[1])}
 
 
 if __name__ == "__main__":

@@ -329,16 +329,11 @@ def grounding_scores(model, inputs, names, captions, vocab, boxes, image_size, m
     a DataFrame with columns ``image`` and ``caption`` (rows of other images are ignored);
     image_size: (height, width) of the images in pixels, or {file name: (height, width)}.
     """
-    from .text import encode_captions
+    from .pipeline import caption_chunks
 
     pairs = []
-    for start in range(0, len(names), batch_size):
-        chunk = list(names[start : start + batch_size])
-        local = {name: i for i, name in enumerate(chunk)}
-        refs = captions[captions.image.isin(local)]
-        tokens = encode_captions(vocab, refs.caption, max_len)
-        tokens = np.pad(tokens, ((0, 0), (0, max_len - tokens.shape[1])))  # one length: one trace
-        _, alphas = model.teacher_forced(inputs[start : start + len(chunk)], refs.image.map(local).to_numpy(), tokens)
+    for start, stop, refs, image_index, tokens in caption_chunks(list(names), captions, vocab, max_len, batch_size):
+        _, alphas = model.teacher_forced(inputs[start:stop], image_index, tokens)
         pairs += grounding_pairs(alphas, refs.image, tokens, vocab, boxes)
     if not isinstance(image_size, dict):
         image_size = {name: image_size for *_, name in pairs}

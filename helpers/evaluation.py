@@ -43,27 +43,22 @@ def validation_scores(model, data, max_len, split="val"):
     cross-entropy per word (as training measures it, without penalties) and greedy BLEU-4 and
     CIDEr against each image's captions; and ``val_grounding`` (``grounding_of``'s grounding)
     for an attention model on data with boxes, from the same teacher-forced pass."""
+    from .pipeline import caption_chunks
     from .teacher_forcing import masked_loss_and_accuracy
-    from .text import encode_captions
 
     names = data.images[data.images.split == split].image.tolist()
-    captions = data.df[data.df.split == split]
-    rows = captions.image.map({n: i for i, n in enumerate(names)}).to_numpy()
-    tokens = encode_captions(data.vocab, captions.caption, max_len)
-    tokens = np.pad(tokens, ((0, 0), (0, max_len - tokens.shape[1])))  # as the grounding pads them: shared traces
     inputs = data.inputs_of(names)
     grounded = hasattr(model, "teacher_forced") and bool(data.boxes)  # attention: where it looks, too
     if grounded:
         from .attention import grounding, grounding_pairs
     total = words = 0.0
     pairs = []
-    for start in range(0, len(names), CHUNK // 4):  # 64 images and their captions at a time
-        picked = (rows >= start) & (rows < start + CHUNK // 4)
-        targets = tokens[picked]  # every chunk one length: a compiled pass is traced once (the loss is masked)
-        chunk = (inputs[start : start + CHUNK // 4], rows[picked] - start, targets)
+    # 64 images and their captions at a time, padded as the grounding pads them: shared traces
+    for start, stop, captions, image_index, targets in caption_chunks(names, data.df, data.vocab, max_len, CHUNK // 4):
+        chunk = (inputs[start:stop], image_index, targets)
         if grounded:
             logits, alphas = model.teacher_forced(*chunk)
-            pairs += grounding_pairs(alphas, captions.image[picked], targets, data.vocab, data.boxes)
+            pairs += grounding_pairs(alphas, captions.image, targets, data.vocab, data.boxes)
         else:
             logits = model(*chunk, training=False)
         loss, _ = masked_loss_and_accuracy(targets[:, 1:], logits)

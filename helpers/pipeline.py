@@ -17,6 +17,22 @@ def captions_by_image(caption_image):
     return {int(i): rows for i, rows in zip(images, np.split(order, starts[1:]))}
 
 
+def caption_chunks(names, captions, vocab, max_len, images_per_chunk=64):
+    """Teacher forcing outside training: the images ``names`` ``images_per_chunk`` at a time,
+    each with all its captions. Yields (start, stop: the chunk's positions in ``names``, its
+    captions (rows of ``captions``, a DataFrame with ``image`` and ``caption``; rows of other
+    images are ignored), image_index (C,) into the chunk, tokens (C, max_len) int32), every
+    chunk padded to ``max_len``: one length, so a compiled pass is traced once."""
+    from .text import encode_captions
+
+    for start in range(0, len(names), images_per_chunk):
+        local = {name: i for i, name in enumerate(names[start : start + images_per_chunk])}
+        chunk = captions[captions.image.isin(local)]
+        tokens = encode_captions(vocab, chunk.caption, max_len)
+        tokens = np.pad(tokens, ((0, 0), (0, max_len - tokens.shape[1])))
+        yield start, start + len(local), chunk, chunk.image.map(local).to_numpy(), tokens
+
+
 def caption_pipeline(inputs, images, captions_of, tokens, batch_size, pad_to=None, captions_per_image=0):
     """The ``tf.data`` input pipeline of teacher forcing. Returns ``batches(order)``: a
     dataset of one epoch (it holds the epoch's inputs once more when listed), ``batch_size``

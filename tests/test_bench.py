@@ -12,10 +12,11 @@ from helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow  # each test runs a benchmark script
 
+ONE_ROUND = ["--steps", "1", "--images-per-batch", "2", "--rounds", "1"]  # a process per side, once
 CASES = {
     "feature_cache.py": (["--images", "8", "--size", "32"], ("extract_s", "cache_hit_s")),
-    "captions_per_image.py": (["--steps", "1", "--images-per-batch", "2"], ("every_caption_ms", "some_captions_ms")),
-    "attention_context.py": (["--steps", "1", "--images-per-batch", "2", "--rounds", "1"], ("einsum_ms", "matmul_ms")),
+    "captions_per_image.py": (ONE_ROUND, ("every_caption_ms", "some_captions_ms")),
+    "attention_context.py": (ONE_ROUND, ("einsum_ms", "matmul_ms")),
     "train_step.py": (["--steps", "1", "--images-per-batch", "2", "3"], ("eager_ms", "compiled_ms")),
     "beam_search.py": (["--images", "4", "--repeats", "1", "--max-len", "5", "--run-dir", "no_such_run"], None),
     "full_scale.py": (

@@ -87,3 +87,29 @@ def test_captions_per_image_draws_that_many_of_each_image_anew_each_epoch_and_th
     assert drawn(np.random.default_rng(1).permutation(11)) == first  # the same order, the same draw (resume)
     draws = [drawn(np.random.default_rng(seed).permutation(11)) for seed in range(2, 8)]
     assert any(d != first for d in draws)  # other epochs, other captions
+
+
+def test_caption_chunks_hold_each_image_with_all_its_captions_at_one_length():
+    import pandas as pd
+
+    from helpers.pipeline import caption_chunks
+    from helpers.text import Vocabulary, encode_captions
+
+    captions = pd.DataFrame(
+        {
+            "image": ["c.jpg", "a.jpg", "x.jpg", "b.jpg", "a.jpg", "c.jpg", "c.jpg"],  # x.jpg: not asked for
+            "caption": ["a red star", "a blue ring", "a dog", "a tiny green cross on the left", "a ring", "c", "a c"],
+        }
+    )
+    vocab = Vocabulary(captions.caption, min_count=1)
+    names = ["a.jpg", "b.jpg", "c.jpg"]
+    chunks = list(caption_chunks(names, captions, vocab, max_len=12, images_per_chunk=2))
+    assert [(start, stop) for start, stop, *_ in chunks] == [(0, 2), (2, 3)]  # the last chunk is smaller
+    seen = []
+    for start, _, chunk, image_index, tokens in chunks:
+        assert tokens.shape == (len(chunk), 12)  # every chunk padded to max_len: one trace
+        assert [names[start + i] for i in image_index] == list(chunk.image)  # each caption points at its image
+        own = encode_captions(vocab, chunk.caption, 12)  # padded to the chunk's longest
+        np.testing.assert_array_equal(tokens, np.pad(own, ((0, 0), (0, 12 - own.shape[1]))))
+        seen += list(chunk.index)
+    assert sorted(seen) == [0, 1, 3, 4, 5, 6]  # every caption of the names once, none of x.jpg

@@ -31,6 +31,21 @@ def test_defaults_depend_on_the_model():
     assert isinstance(TrainConfig(model="show_tell", out="runs/x").out, Path)
 
 
+@pytest.mark.parametrize("model", ["show_tell", "attention"])
+def test_the_model_classes_default_to_the_command_lines_settings(model):
+    # a notebook that builds the class and a run of the command line train the same architecture
+    import inspect
+
+    from helpers.attention import ShowAttendTell
+    from helpers.captioner import ShowAndTell
+    from helpers.config import MODEL_DEFAULTS
+
+    parameters = inspect.signature({"show_tell": ShowAndTell, "attention": ShowAttendTell}[model]).parameters
+    shared = [name for name in MODEL_DEFAULTS[model] if name in parameters]
+    assert len(shared) >= 3  # cnn_blocks, cnn_top_convs and the model's own switch
+    assert {name: parameters[name].default for name in shared} == {name: MODEL_DEFAULTS[model][name] for name in shared}
+
+
 @pytest.mark.parametrize(
     "changes,message",
     [
