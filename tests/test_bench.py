@@ -56,6 +56,24 @@ def test_real_scale_ends_with_its_ratio(shared_data):
     }
 
 
+def test_defaults_time_runs_an_earlier_commits_defaults_beside_this_trees(mini_root):
+    # one epoch on the small dataset, both sides trained and scored; HEAD, which even a shallow clone holds
+    args = ["--then", "HEAD", "--epochs", "1", "--data", str(mini_root)]
+    result = ends_with_its_ratio("defaults_time.py", args, "then_s", "now_s")
+    assert result["model"] == "attention" and result["then"] == "HEAD"
+
+
+def test_defaults_time_names_a_commit_it_cannot_export():
+    done = subprocess.run(
+        [sys.executable, "bench/defaults_time.py", "--then", "no-such-commit"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "cannot export commit 'no-such-commit'" in done.stderr
+
+
 def ends_with_its_ratio(script, args, numerator=None, denominator=None):
     """Run bench/``script``; its last line is a JSON object ending with "ratio", numerator / denominator."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
